@@ -1,0 +1,70 @@
+"""The one interface every language model answers, and helpers written once against it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lm.vocab import VOCAB_SIZE
+
+# A model's recurrent state: None, a tensor, or a (nested) tuple of tensors.
+State = Any
+
+
+class LanguageModel(nn.Module):
+    """Next-symbol distributions over the 257-symbol vocabulary.
+
+    Subclasses set `kind`, keep their frozen config dataclass in `self.config`, and implement
+    `initial_state` and `forward`. Nothing outside a model's own module knows its kind.
+    """
+
+    kind: ClassVar[str] = ""
+    vocab_size: int = VOCAB_SIZE
+    config: Any
+
+    def initial_state(self, batch: int) -> State:
+        """The state before any symbol has been read, for `batch` parallel sequences."""
+        raise NotImplementedError
+
+    def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Read ids [B, T]; return log-probs [B, T, 257] of the symbol after each, and the state.
+
+        Log-probabilities are in nats and normalised over all 257 symbols (before the UTF-8
+        restriction that scoring and sampling apply).
+        """
+        raise NotImplementedError
+
+    @property
+    def trainable(self) -> bool:
+        """Whether gradient training applies (false for counting and closed-form models)."""
+        return any(p.requires_grad for p in self.parameters())
+
+    def spec(self) -> dict[str, Any]:
+        """What rebuilds this model's shape: kind, config as a dict, extra constructor args."""
+        return {"kind": self.kind, "config": asdict(self.config), "extra": self.build_args()}
+
+    def build_args(self) -> dict[str, Any]:
+        """Constructor arguments beyond the config (sizes of buffers a checkpoint restores)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, configuration and size, for `lm info` and the bot's `!model`."""
+        n = sum(p.numel() for p in self.parameters())
+        return {"kind": self.kind, "config": asdict(self.config), "parameters": n}
+
+
+def map_state(fn, state: State) -> State:
+    """Apply `fn` to every tensor of a (nested) state."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    return tuple(map_state(fn, s) for s in state)
+
+
+def detach_state(state: State) -> State:
+    """Cut the autograd graph behind a state (truncated backprop through time)."""
+    return map_state(lambda t: t.detach(), state)

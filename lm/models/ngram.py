@@ -1,0 +1,176 @@
+"""Interpolated Kneser-Ney character n-gram (modified discounts, Chen & Goodman 1998).
+
+This is what Markov-chain chat bots do, done properly. "Training" is counting: the model keeps
+its training symbols as a buffer (the checkpoint) and rebuilds its count tables from them on
+first use. A context key packs up to order-1 symbols in base 258 (symbol 257 pads the start of
+a stream, so padded contexts never match real ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lm.models.base import LanguageModel, State
+from lm.vocab import VOCAB_SIZE
+
+PAD = 257
+BASE = 258
+# Contexts of different lengths live in one sorted key array, offset by length.
+LEN_OFFSET = BASE**6  # > any packed context of up to 6 symbols
+
+
+@dataclass(frozen=True)
+class NGramConfig:
+    """Order of the model: it conditions on the previous order-1 symbols (2..7)."""
+
+    order: int = 7
+
+
+@dataclass
+class _Tables:
+    ctx: np.ndarray  # [C] sorted context keys (length offset included)
+    start: np.ndarray  # [C + 1] row starts into the entry arrays
+    gamma: np.ndarray  # [C] weight left for the lower order
+    sym: np.ndarray  # [E] next symbol of each entry
+    disc: np.ndarray  # [E] discounted probability max(c - D, 0) / total
+
+
+def context_keys(full: np.ndarray, order: int) -> np.ndarray:
+    """Keys of the contexts of length 0..order-1 ending at each position.
+
+    full: [B, order-1+T] symbols (state then new ids). Returns [B, T, order] int64 keys.
+    """
+    k = order - 1
+    win = np.lib.stride_tricks.sliding_window_view(full, k, axis=1)[:, 1:] if k else None
+    b, t = full.shape[0], full.shape[1] - k
+    keys = np.zeros((b, t, order), dtype=np.int64)
+    acc = np.zeros((b, t), dtype=np.int64)
+    for length in range(1, order):
+        acc = acc + win[..., k - length].astype(np.int64) * BASE ** (length - 1)
+        keys[..., length] = acc + length * LEN_OFFSET
+    return keys
+
+
+def _discounts(counts: np.ndarray) -> np.ndarray:
+    """Modified Kneser-Ney discounts D[0..3] (D[0] = 0) from counts-of-counts."""
+    n = [np.count_nonzero(counts == i) for i in range(1, 5)]
+    if min(n) == 0:
+        return np.array([0.0, 0.5, 1.0, 1.5])
+    y = n[0] / (n[0] + 2 * n[1])
+    d = [0.0, 1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]
+    return np.clip(np.array(d), 0.0, None)
+
+
+def _order_table(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows of one context length from sorted (context*258+symbol) keys and their counts."""
+    ctx, sym = np.divmod(keys, BASE)
+    uctx, first = np.unique(ctx, return_index=True)
+    total = np.add.reduceat(counts, first).astype(np.float64)
+    d = _discounts(counts)
+    dc = d[np.minimum(counts, 3)]
+    left = np.add.reduceat(dc, first)
+    disc = (counts - dc) / np.repeat(total, np.diff(np.append(first, len(keys))))
+    return uctx, first, left / total, sym, disc
+
+
+def build_tables(tokens: np.ndarray, order: int) -> _Tables:
+    """Count a symbol stream into interpolated Kneser-Ney tables."""
+    full = np.concatenate([np.full(order - 1, PAD), tokens]).astype(np.int64)[None, :]
+    keys = context_keys(full[:, :-1], order)[0]  # [L-1, order]: context before each target
+    nxt = tokens[1:].astype(np.int64)
+    parts = []
+    higher = None
+    for length in range(order - 1, -1, -1):
+        if higher is None:  # highest order: raw counts
+            k, c = np.unique(keys[:, length] * BASE + nxt, return_counts=True)
+        else:  # lower orders: number of distinct symbols seen before (context, symbol)
+            hk, _ = higher
+            ctx, s = np.divmod(hk, BASE)
+            body = (ctx - (length + 1) * LEN_OFFSET) % (BASE**length) + length * LEN_OFFSET
+            k, c = np.unique(body * BASE + s, return_counts=True)
+        higher = (k, c)
+        parts.append(_order_table(k, c))
+    return _merge(parts)
+
+
+def _merge(parts: list[tuple[np.ndarray, ...]]) -> _Tables:
+    """Concatenate per-length tables into one sorted table."""
+    parts = sorted(parts, key=lambda p: p[0][0])  # lengths occupy disjoint key ranges
+    ctx = np.concatenate([p[0] for p in parts])
+    offsets = np.cumsum([0] + [len(p[3]) for p in parts])
+    start = np.concatenate([p[1] + o for p, o in zip(parts, offsets[:-1], strict=True)])
+    start = np.append(start, offsets[-1])
+    return _Tables(
+        ctx=ctx, start=start, gamma=np.concatenate([p[2] for p in parts]),
+        sym=np.concatenate([p[3] for p in parts]).astype(np.int64),
+        disc=np.concatenate([p[4] for p in parts]),
+    )
+
+
+def distributions(tab: _Tables, keys: np.ndarray) -> np.ndarray:
+    """Interpolated probabilities [P, 257] for contexts keys [P, order] (lengths 0..order-1)."""
+    p, order = keys.shape
+    idx = np.searchsorted(tab.ctx, keys)  # [P, order]
+    idx = np.minimum(idx, len(tab.ctx) - 1)
+    found = tab.ctx[idx] == keys
+    gamma = np.where(found, tab.gamma[idx], 1.0)  # [P, order]
+    # weight of length L's own entries = product of gammas of the longer contexts
+    w = np.cumprod(gamma[:, ::-1], axis=1)[:, ::-1]  # w[:, L] = prod gamma[L:]
+    own = np.concatenate([w[:, 1:], np.ones((p, 1))], axis=1)  # prod gamma[L+1:]
+    rows = idx[found]
+    lo, hi = tab.start[rows], tab.start[rows + 1]
+    n = hi - lo
+    pos = np.repeat(np.nonzero(found)[0], n)
+    ent = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    vals = np.repeat(own[found], n) * tab.disc[ent]
+    out = np.bincount(pos * BASE + tab.sym[ent], weights=vals, minlength=p * BASE)
+    out = out.reshape(p, BASE)[:, :VOCAB_SIZE]
+    return out + w[:, :1] / VOCAB_SIZE
+
+
+class NGram(LanguageModel):
+    """Character n-gram with interpolated modified Kneser-Ney smoothing."""
+
+    kind = "ngram"
+
+    def __init__(self, config: NGramConfig | None = None, n_tokens: int = 0) -> None:
+        super().__init__()
+        self.config = config or NGramConfig()
+        if not 2 <= self.config.order <= 7:
+            raise ValueError(f"n-gram order must be 2..7, got {self.config.order}")
+        self.register_buffer("tokens", torch.zeros(n_tokens, dtype=torch.int16))
+        self._tables: tuple[int, _Tables] | None = None
+
+    def fit(self, tokens: list[int] | np.ndarray) -> NGram:
+        """Count a symbol stream (it should start with the boundary symbol)."""
+        self.tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int16))
+        self._tables = None
+        return self
+
+    def build_args(self) -> dict:
+        return {"n_tokens": len(self.tokens)}
+
+    def tables(self) -> _Tables:
+        """Count tables, built on first use from the stored tokens."""
+        key = (self.tokens.data_ptr(), self.tokens._version, len(self.tokens))
+        if self._tables is None or self._tables[0] != key:
+            toks = self.tokens.numpy().astype(np.int64)
+            if len(toks) < 2:
+                toks = np.array([256, 256])
+            self._tables = (key, build_tables(toks, self.config.order))
+        return self._tables[1]
+
+    def initial_state(self, batch: int) -> State:
+        return torch.full((batch, self.config.order - 1), PAD, dtype=torch.long)
+
+    def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        order = self.config.order
+        full = torch.cat([state.to(ids.device), ids], dim=1).cpu().numpy()  # [B, order-1+T]
+        keys = context_keys(full, order)  # [B, T, order]
+        b, t = ids.shape
+        probs = distributions(self.tables(), keys.reshape(b * t, order))
+        logp = torch.from_numpy(np.log(probs).astype(np.float32)).view(b, t, VOCAB_SIZE)
+        return logp.to(ids.device), torch.from_numpy(full[:, full.shape[1] - order + 1:])

@@ -1,0 +1,106 @@
+"""Recurrent character models (vanilla tanh RNN, GRU, LSTM) on torch's fused layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm.models.base import LanguageModel, State
+from lm.vocab import VOCAB_SIZE
+
+
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """Sizes of a recurrent model; dropout is a probability applied only in training."""
+
+    hidden: int = 512
+    layers: int = 1
+    embed: int = 64
+    dropout: float = 0.0
+
+
+_LAYERS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class Recurrent(LanguageModel):
+    """Embedding, recurrent layers, linear output; the cell type comes from the subclass."""
+
+    cell = "gru"
+
+    def __init__(self, config: RecurrentConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or RecurrentConfig()
+        self.embed = nn.Embedding(VOCAB_SIZE, c.embed)
+        self.drop = nn.Dropout(c.dropout)
+        self.rnn = _LAYERS[self.cell](
+            c.embed, c.hidden, num_layers=c.layers, batch_first=True,
+            dropout=c.dropout if c.layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(c.hidden, VOCAB_SIZE)
+        self._fast: tuple | None = None  # cached inference tables, keyed by weight versions
+
+    def initial_state(self, batch: int) -> State:
+        c = self.config
+        h = torch.zeros(c.layers, batch, c.hidden, device=self.head.weight.device)
+        return (h, h.clone()) if self.cell == "lstm" else h
+
+    def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if ids.shape[1] == 1 and not self.training and not torch.is_grad_enabled():
+            fast = self._fast_step(ids, state)
+            if fast is not None:
+                return fast
+        x = self.drop(self.embed(ids))  # [B, T, E]
+        h, state = self.rnn(x, state)  # [B, T, H]
+        logits = self.head(self.drop(h))  # [B, T, V]
+        return F.log_softmax(logits.float(), dim=-1), state
+
+    def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
+        """One GRU step at inference without nn.GRU's per-call overhead (same arithmetic)."""
+        return None
+
+
+class RNN(Recurrent):
+    """Vanilla tanh RNN, as in the tutorial."""
+
+    kind = cell = "rnn"
+
+
+class LSTM(Recurrent):
+    """Long short-term memory."""
+
+    kind = cell = "lstm"
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit, with a fast single-step path for sampling on a CPU."""
+
+    kind = cell = "gru"
+
+    def _tables(self) -> tuple:
+        """Input projections folded into a per-symbol table; rebuilt when weights change."""
+        params = [p for p in self.parameters()]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if self._fast is None or self._fast[0] != key:
+            rnn = self.rnn
+            gi = F.linear(self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)  # [V, 3H]
+            self._fast = (key, gi.contiguous(), rnn.weight_hh_l0.t().contiguous(),
+                          rnn.bias_hh_l0, self.head.weight.t().contiguous(), self.head.bias)
+        return self._fast[1:]
+
+    def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
+        if self.config.layers != 1:
+            return None
+        gi_table, w_hh, b_hh, w_out, b_out = self._tables()
+        h = state[0]  # [B, H]
+        gi = gi_table[ids[:, 0]]  # [B, 3H]
+        gh = torch.addmm(b_hh, h, w_hh)  # [B, 3H]
+        hid = h.shape[1]
+        rz = torch.sigmoid(gi[:, : 2 * hid] + gh[:, : 2 * hid])
+        r, z = rz[:, :hid], rz[:, hid:]
+        n = torch.tanh(torch.addcmul(gi[:, 2 * hid:], r, gh[:, 2 * hid:]))
+        h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
+        logp = F.log_softmax(torch.addmm(b_out, h, w_out), dim=-1)  # [B, V]
+        return logp.unsqueeze(1), h.unsqueeze(0)

@@ -1,0 +1,99 @@
+"""Sampling, written once against the model interface: the state is carried, so the cost is
+linear in the length and the context is never re-read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lm.errors import LmError
+from lm.models.base import LanguageModel
+from lm.vocab import ALLOWED, BOUNDARY, NEXT_STATE, decode, decoder_states, encode
+
+MAX_SAMPLE_CHARS = 10_000
+MAX_SAMPLES = 32
+NEG_INF = -np.inf
+LOG_ALLOWED = np.where(ALLOWED, 0.0, NEG_INF)  # [states, V]
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to draw: temperature > 0, optional top-k / top-p (nucleus) filtering or greedy,
+    at most `max_chars` characters per sample, `n` samples drawn together in one batch."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    max_chars: int = 200
+    seed: int | None = None
+    n: int = 1
+    stop_at_end: bool = True
+
+    def validate(self) -> None:
+        """Raise LmError with a one-line reason for a bad value."""
+        if not self.temperature > 0:
+            raise LmError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise LmError(f"top-k must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise LmError(f"top-p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.max_chars <= MAX_SAMPLE_CHARS:
+            raise LmError(f"length must be 1..{MAX_SAMPLE_CHARS} characters, got {self.max_chars}")
+        if not 1 <= self.n <= MAX_SAMPLES:
+            raise LmError(f"number of samples must be 1..{MAX_SAMPLES}, got {self.n}")
+
+
+def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np.ndarray:
+    """One symbol per row from restricted log-probs [n, V] (illegal symbols are -inf)."""
+    if cfg.greedy:
+        return logits.argmax(axis=1)
+    z = logits / cfg.temperature
+    if cfg.top_k is not None and cfg.top_k < z.shape[1]:
+        kth = np.partition(z, -cfg.top_k, axis=1)[:, -cfg.top_k, None]
+        z = np.where(z >= kth, z, NEG_INF)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    if cfg.top_p is not None and cfg.top_p < 1:
+        order = np.argsort(-p, axis=1)
+        sp = np.take_along_axis(p, order, axis=1)
+        sp /= sp.sum(axis=1, keepdims=True)
+        sp[np.cumsum(sp, axis=1) - sp >= cfg.top_p] = 0.0  # keep the smallest set reaching p
+        p = np.zeros_like(p)
+        np.put_along_axis(p, order, sp, axis=1)
+    cum = np.cumsum(p, axis=1)
+    u = rng.random(len(p))[:, None] * cum[:, -1:]
+    return np.minimum((cum <= u).sum(axis=1), p.shape[1] - 1)
+
+
+def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[str]:
+    """Draw cfg.n continuations of `prefix` (each without the prefix), valid UTF-8."""
+    cfg.validate()
+    rng = np.random.default_rng(cfg.seed)
+    start = [BOUNDARY, *encode(prefix)]
+    dstate = np.full(cfg.n, decoder_states(start)[-1])
+    out: list[list[int]] = [[] for _ in range(cfg.n)]
+    chars = np.zeros(cfg.n, dtype=int)
+    done = np.zeros(cfg.n, dtype=bool)
+    with torch.inference_mode():
+        x = torch.tensor([start] * cfg.n, dtype=torch.long)  # [n, P]
+        state = model.initial_state(cfg.n)
+        while not done.all():
+            logp, state = model(x, state)
+            logits = logp[:, -1].double().numpy() + LOG_ALLOWED[dstate]  # [n, V]
+            if not cfg.stop_at_end:
+                logits[:, BOUNDARY] = NEG_INF
+            sym = _pick(logits, cfg, rng)
+            for i in np.nonzero(~done)[0]:
+                s = int(sym[i])
+                if s == BOUNDARY:
+                    done[i] = True
+                    continue
+                out[i].append(s)
+                dstate[i] = NEXT_STATE[dstate[i], s]
+                if dstate[i] == 0:
+                    chars[i] += 1
+                    done[i] = chars[i] >= cfg.max_chars
+            x = torch.from_numpy(sym.astype(np.int64)).view(-1, 1)
+    return [decode(o) for o in out]

@@ -1,0 +1,182 @@
+"""Exact sentence scores and corpus evaluation, written once against the model interface."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lm.errors import LmError
+from lm.models.base import LanguageModel
+from lm.vocab import BOUNDARY, LOG_MASK, char_spans, decoder_states, encode, encode_messages
+
+LN2 = math.log(2.0)
+MAX_SCORE_CHARS = 100_000
+
+
+def restrict(logp: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """Renormalise log-probs [..., V] over the symbols legal in each UTF-8 decoder state [...]."""
+    masked = logp + LOG_MASK.to(logp.device)[states]
+    return masked - torch.logsumexp(masked, dim=-1, keepdim=True)
+
+
+def target_logprobs(model: LanguageModel, ids: list[int], chunk: int = 4096) -> torch.Tensor:
+    """Restricted log-prob in nats of ids[1:], each given all the ids before it, from a fresh state.
+
+    The whole sequence is read in chunks of `chunk` symbols with the state carried, so the
+    result is exact (no truncated context) and memory stays bounded.
+    """
+    states = torch.tensor(decoder_states(ids), dtype=torch.long)
+    x = torch.tensor(ids, dtype=torch.long)
+    out = []
+    with torch.inference_mode():
+        state = model.initial_state(1)
+        for s in range(0, len(ids) - 1, chunk):
+            e = min(s + chunk, len(ids) - 1)
+            logp, state = model(x[s:e].view(1, -1), state)  # [1, T, V]
+            logp = restrict(logp[0], states[s + 1 : e + 1])
+            out.append(logp.gather(1, x[s + 1 : e + 1, None])[:, 0])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@dataclass(frozen=True)
+class CharScore:
+    """One character and its surprisal in bits (the sum over its UTF-8 bytes)."""
+
+    char: str
+    bits: float
+
+
+@dataclass(frozen=True)
+class Score:
+    """A message's log-probability. `chars` counts the end symbol when `include_end` is true."""
+
+    text: str
+    nats: float  # total negative log-probability, in nats
+    chars: int
+    include_end: bool
+    per_char: tuple[CharScore, ...]
+
+    @property
+    def bits(self) -> float:
+        """Total surprisal in bits."""
+        return self.nats / LN2
+
+    @property
+    def bits_per_char(self) -> float:
+        """Average surprisal per character in bits."""
+        return self.bits / max(self.chars, 1)
+
+    @property
+    def nats_per_char(self) -> float:
+        """Average surprisal per character in nats."""
+        return self.nats / max(self.chars, 1)
+
+    @property
+    def perplexity(self) -> float:
+        """exp(nats per character)."""
+        return math.exp(self.nats_per_char)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, the keys `lm score --json` documents."""
+        return {
+            "text": self.text, "nats": self.nats, "bits": self.bits, "chars": self.chars,
+            "bits_per_char": self.bits_per_char, "perplexity": self.perplexity,
+            "includes_end": self.include_end,
+            "per_char": [{"char": c.char, "bits": c.bits} for c in self.per_char],
+        }
+
+
+def score(model: LanguageModel, text: str, include_end: bool = True) -> Score:
+    """Score `text` as one message: log P(its bytes [, end] | start), exactly."""
+    if not text.strip():
+        raise LmError("nothing to score: the text is empty")
+    if len(text) > MAX_SCORE_CHARS:
+        raise LmError(f"text too long to score: {len(text)} characters (limit {MAX_SCORE_CHARS})")
+    ids = [BOUNDARY, *encode(text), BOUNDARY]
+    nll = -target_logprobs(model, ids).double()  # [bytes + 1]
+    per_char, pos = [], 0
+    for ch, n in char_spans(text):
+        per_char.append(CharScore(ch, float(nll[pos : pos + n].sum()) / LN2))
+        pos += n
+    if include_end:
+        per_char.append(CharScore("<end>", float(nll[pos]) / LN2))
+    nats = float(nll.sum()) if include_end else float(nll[:pos].sum())
+    return Score(text, nats, len(text) + int(include_end), include_end, tuple(per_char))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Average surprisal of a text in nats per character (characters, not bytes)."""
+
+    nats: float
+    chars: int
+
+    @property
+    def nats_per_char(self) -> float:
+        return self.nats / max(self.chars, 1)
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats_per_char / LN2
+
+    def to_dict(self) -> dict:
+        return {"nats": self.nats, "chars": self.chars, "nats_per_char": self.nats_per_char,
+                "bits_per_char": self.bits_per_char}
+
+
+def stream_ids(text: str) -> list[int]:
+    """A whole file as one message: start symbol, bytes (no end symbol scored)."""
+    return [BOUNDARY, *encode(text)]
+
+
+def evaluate(model: LanguageModel, text: str, lines: bool = False, lanes: int = 1,
+             warmup: int = 256) -> Evaluation:
+    """Surprisal of `text` per character: one stream, or each line a message (ends included).
+
+    With lanes > 1 the stream is cut into that many parallel pieces, each re-reading the
+    `warmup` symbols before its start without counting them: much faster for recurrent models
+    on a CPU, and equal to the single pass up to what lies beyond `warmup` symbols of context.
+    """
+    if lines:
+        msgs = [m for m in text.split("\n") if m]
+        ids = encode_messages(msgs)
+        chars = sum(len(m) + 1 for m in msgs)
+    else:
+        ids = stream_ids(text)
+        chars = len(text)
+    if chars == 0:
+        raise LmError("nothing to evaluate: the text is empty")
+    nll = -lane_logprobs(model, ids, lanes, warmup)
+    return Evaluation(float(nll.double().sum()), chars)
+
+
+def lane_logprobs(model: LanguageModel, ids: list[int], lanes: int, warmup: int,
+                  chunk: int = 512) -> torch.Tensor:
+    """Restricted log-probs of ids[1:], computed in `lanes` parallel pieces (see `evaluate`)."""
+    n = len(ids) - 1
+    lanes = max(1, min(lanes, n // max(warmup, 1)))
+    if lanes == 1:
+        return target_logprobs(model, ids)
+    bounds = np.linspace(0, n, lanes + 1).astype(int)
+    starts = [max(0, b - warmup) for b in bounds[:-1]]
+    length = max(bounds[i + 1] - starts[i] for i in range(lanes))
+    dstates = decoder_states(ids)
+    x = torch.full((lanes, length + 1), BOUNDARY, dtype=torch.long)
+    st = torch.zeros((lanes, length + 1), dtype=torch.long)
+    for i, s in enumerate(starts):
+        seg = ids[s : bounds[i + 1] + 1]
+        x[i, : len(seg)] = torch.tensor(seg)
+        st[i, : len(seg)] = torch.tensor(dstates[s : bounds[i + 1] + 1])
+    got = torch.empty(lanes, length)
+    with torch.inference_mode():
+        state = model.initial_state(lanes)
+        for s in range(0, length, chunk):
+            e = min(s + chunk, length)
+            logp, state = model(x[:, s:e], state)  # [lanes, T, V]
+            logp = restrict(logp, st[:, s + 1 : e + 1])
+            got[:, s:e] = logp.gather(2, x[:, s + 1 : e + 1, None])[..., 0]
+    parts = [got[i, bounds[i] - starts[i] : bounds[i + 1] - starts[i]] for i in range(lanes)]
+    return torch.cat(parts)

@@ -1,0 +1,255 @@
+"""Training written once against the model interface.
+
+Truncated backprop through time with the state carried across consecutive windows, AdamW
+with warm-up and cosine decay, gradient-norm clipping, validation at intervals, early stopping
+keeping the best weights, budgets in steps and in minutes, progress callbacks and cancellation.
+Counting models (the n-gram) train through the same entry point by counting.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lm.errors import LmError
+from lm.models import LanguageModel, NGram, build, detach_state
+from lm.scoring import lane_logprobs, restrict
+from lm.vocab import decoder_states, encode_messages
+
+log = logging.getLogger(__name__)
+MIN_TRAIN_CHARS = 2_000  # below this there is too little to hold out a validation split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train and for how long. Learning rate per AdamW step; budgets are upper bounds."""
+
+    kind: str = "gru"
+    hidden: int = 512
+    layers: int = 1
+    embed: int = 64
+    dropout: float = 0.0
+    order: int = 7  # n-gram only
+    batch: int = 64  # parallel lanes of the training stream
+    bptt: int = 128  # symbols per window
+    lr: float = 3e-3
+    min_lr_frac: float = 0.05  # cosine decays to lr * this
+    warmup: int = 100  # steps
+    weight_decay: float = 0.01
+    clip: float = 1.0  # max gradient norm
+    minutes: float | None = 10.0
+    max_steps: int | None = None
+    eval_every: int = 200  # steps between validations
+    eval_lanes: int = 32
+    patience: int = 5  # validations without improvement before stopping
+    val_frac: float = 0.1  # the last part of the data is held out
+    seed: int = 0
+    device: str = "cpu"
+
+    def model_config(self) -> dict:
+        """The config of the model this trains from scratch."""
+        if self.kind == "ngram":
+            return {"order": self.order}
+        return {"hidden": self.hidden, "layers": self.layers, "embed": self.embed,
+                "dropout": self.dropout}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after each validation (and at the end). Losses in nats per symbol."""
+
+    step: int
+    total_steps: int | None
+    fraction: float  # of the step or time budget, whichever is nearer
+    seconds: float
+    train_loss: float
+    val_loss: float | None
+    best_val: float | None
+
+
+@dataclass
+class TrainResult:
+    """The best model found, validation loss (nats/symbol) before and after, and the curve."""
+
+    model: LanguageModel
+    val_before: float | None
+    val_after: float
+    steps: int
+    seconds: float
+    train_chars: int
+    val_chars: int
+    cancelled: bool = False
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, val
+
+    @property
+    def improved(self) -> bool:
+        """Whether the new weights beat the starting model on validation."""
+        return self.val_before is None or self.val_after < self.val_before
+
+    def summary(self) -> dict:
+        """What a checkpoint records about this training."""
+        return {"steps": self.steps, "minutes": self.seconds / 60, "val_loss": self.val_after,
+                "val_before": self.val_before, "train_chars": self.train_chars,
+                "val_chars": self.val_chars, "cancelled": self.cancelled}
+
+
+def split_stream(messages: list[str], val_frac: float) -> tuple[list[int], list[int]]:
+    """Symbols of the messages, cut into train (first part) and validation (last part)."""
+    ids = encode_messages(messages)
+    if len(ids) < MIN_TRAIN_CHARS:
+        raise LmError(f"corpus too small to train: {len(ids)} characters, "
+                      f"need at least {MIN_TRAIN_CHARS}")
+    cut = int(len(ids) * (1 - val_frac))
+    return ids[:cut], ids[cut - 1 :]  # validation starts with the symbol before it
+
+
+def validate(model: LanguageModel, val: list[int], lanes: int) -> float:
+    """Validation loss in nats per symbol (restricted to legal UTF-8, as scoring does)."""
+    was = model.training
+    model.eval()
+    try:
+        return float(-lane_logprobs(model, val, lanes, warmup=64).double().mean())
+    finally:
+        model.train(was)
+
+
+def _lr(cfg: TrainConfig, step: int, frac: float) -> float:
+    """Warm-up then cosine decay over the budget fraction used."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    floor = cfg.lr * cfg.min_lr_frac
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def train(messages: list[str] | str, cfg: TrainConfig, init: LanguageModel | None = None,
+          progress: Callable[[Progress], None] | None = None,
+          cancel: threading.Event | None = None) -> TrainResult:
+    """Train a model (or fine-tune `init`) on messages; a str is one long message."""
+    msgs = [messages] if isinstance(messages, str) else list(messages)
+    train_ids, val_ids = split_stream(msgs, cfg.val_frac)
+    torch.manual_seed(cfg.seed)
+    if init is not None:
+        model = copy.deepcopy(init)
+    else:
+        model = build(cfg.kind, cfg.model_config())
+    if isinstance(model, NGram):
+        return _count(model, init, train_ids, val_ids, cfg)
+    if not model.trainable:
+        raise LmError(f"a {model.kind} model has nothing to train")
+    loop = _Loop(model, cfg, train_ids, val_ids, progress, cancel)
+    return loop.run(val_before=validate(init, val_ids, cfg.eval_lanes) if init else None)
+
+
+def _count(model: NGram, init, train_ids, val_ids, cfg: TrainConfig) -> TrainResult:
+    """Train an n-gram: count the training split (fine-tuning adds to the old counts)."""
+    t0 = time.monotonic()
+    before = validate(init, val_ids, cfg.eval_lanes) if init is not None else None
+    old = model.tokens.numpy().tolist() if init is not None else []
+    model.fit(old + train_ids)
+    val = validate(model, val_ids, cfg.eval_lanes)
+    return TrainResult(model.eval(), before, val, 0, time.monotonic() - t0,
+                       len(train_ids), len(val_ids))
+
+
+class _Loop:
+    """One gradient-training run: the state of the loop, kept out of the public function."""
+
+    def __init__(self, model: LanguageModel, cfg: TrainConfig, train_ids: list[int],
+                 val_ids: list[int], progress, cancel) -> None:
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise LmError("--device cuda was asked for but no CUDA device is available")
+        self.dev = torch.device(cfg.device)
+        self.model = model.to(self.dev).train()
+        self.cfg, self.val_ids = cfg, val_ids
+        self.progress, self.cancel = progress, cancel
+        n = (len(train_ids) - 1) // cfg.batch
+        if n < 2:
+            raise LmError(f"corpus too small for {cfg.batch} lanes: {len(train_ids)} symbols")
+        ds = decoder_states(train_ids)[:-1]
+        # Lanes: the stream cut into `batch` contiguous rows, each read left to right.
+        self.data = torch.tensor(train_ids[: cfg.batch * n]).view(cfg.batch, n).to(self.dev)
+        self.dstates = torch.tensor(ds[: cfg.batch * n]).view(cfg.batch, n).to(self.dev)
+        self.bptt = min(cfg.bptt, n - 1)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
+                                     weight_decay=cfg.weight_decay)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.train_chars = len(train_ids)
+
+    def _fraction(self, step: int, seconds: float) -> float:
+        c = self.cfg
+        parts = [step / c.max_steps if c.max_steps else 0.0,
+                 seconds / (c.minutes * 60) if c.minutes else 0.0]
+        return max(parts)
+
+    def _step(self, x, y, ds, state, lr: float):
+        logp, state = self.model(x, state)  # [B, T, V]
+        loss = -restrict(logp, ds).gather(2, y[..., None]).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.step()
+        return float(loss.detach()), detach_state(state)
+
+    def run(self, val_before: float | None) -> TrainResult:
+        cfg, t0 = self.cfg, time.monotonic()
+        if not cfg.max_steps and not cfg.minutes:
+            raise LmError("give a budget: max_steps or minutes")
+        best, best_weights, bad, step, pos = math.inf, None, 0, 0, 0
+        state, ema, history, cancelled = None, None, [], False
+        n = self.data.shape[1]
+        while True:
+            frac = self._fraction(step, time.monotonic() - t0)
+            cancelled = self.cancel is not None and self.cancel.is_set()
+            if frac >= 1 or cancelled:
+                break
+            if state is None or pos + self.bptt + 1 > n:  # new pass: fresh state, new offset
+                pos, state = int(self.rng.integers(0, self.bptt)), None
+                state = self.model.initial_state(cfg.batch)
+            sl = slice(pos, pos + self.bptt)
+            nx = slice(pos + 1, pos + self.bptt + 1)
+            loss, state = self._step(self.data[:, sl], self.data[:, nx], self.dstates[:, nx],
+                                     state, _lr(cfg, step, frac))
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            step, pos = step + 1, pos + self.bptt
+            if step % cfg.eval_every == 0:
+                val = validate(self.model, self.val_ids, cfg.eval_lanes)
+                history.append((step, ema, val))
+                if val < best:
+                    best, bad = val, 0
+                    best_weights = copy.deepcopy(self.model.state_dict())
+                else:
+                    bad += 1
+                self._report(step, frac, t0, ema, val, best)
+                if bad >= cfg.patience:
+                    log.info("early stop at step %d: no improvement in %d validations", step, bad)
+                    break
+        if step and (not history or history[-1][0] != step):
+            val = validate(self.model, self.val_ids, cfg.eval_lanes)
+            history.append((step, ema, val))
+            if val < best:
+                best, best_weights = val, copy.deepcopy(self.model.state_dict())
+            self._report(step, 1.0, t0, ema, val, best)
+        if best_weights is not None:
+            self.model.load_state_dict(best_weights)
+        if not history:
+            best = val_before if val_before is not None else validate(
+                self.model, self.val_ids, cfg.eval_lanes)
+        return TrainResult(self.model.cpu().eval(), val_before, best, step,
+                           time.monotonic() - t0, self.train_chars, len(self.val_ids),
+                           cancelled, history)
+
+    def _report(self, step, frac, t0, ema, val, best) -> None:
+        log.info("step %d train %.4f val %.4f best %.4f", step, ema, val, best)
+        if self.progress is not None:
+            self.progress(Progress(step, self.cfg.max_steps, min(frac, 1.0),
+                                   time.monotonic() - t0, ema, val, best))
