@@ -1,0 +1,144 @@
+"""The Discord bot: a thin `commands.Bot` (or `AutoShardedBot`) holding the core and two cogs.
+
+Prefix commands and listened messages go through `MessagesCog` to `Core.handle`, which parses
+them exactly as the console does; `SlashCog` turns typed slash options into the same command
+text. The Bot itself only wires things up, syncs slash commands and routes errors to
+`errors.report`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import SettingsError
+from bot.messages import Incoming, Responder
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.discord_front.events import MessagesCog
+
+log = logging.getLogger(__name__)
+
+
+class FrontCore(Protocol):
+    """The part of `bot.core.Core` this front calls."""
+
+    async def handle(self, msg: Incoming, responder: Responder) -> None: ...
+
+    async def run_command(
+        self, msg: Incoming, name: str, args: str, responder: Responder
+    ) -> None: ...
+
+    async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool: ...
+
+    async def message_edited(
+        self, platform: str, channel_id: str, message_id: str, new_text: str
+    ) -> bool: ...
+
+    async def import_messages(self, msgs: list[Incoming]) -> int: ...
+
+
+def intents() -> discord.Intents:
+    """Guilds and guild messages, plus message content (privileged: tick it in the portal)."""
+    wanted = discord.Intents.default()
+    wanted.message_content = True
+    wanted.members = False
+    wanted.presences = False
+    return wanted
+
+
+class _Babble:
+    """What both bot classes add to discord.py: the core, settings, cogs and command sync."""
+
+    core: FrontCore
+    settings: Settings
+    tree: app_commands.CommandTree
+    messages_cog: MessagesCog
+
+    def _init_babble(self, core: FrontCore, settings: Settings) -> None:
+        self.core = core
+        self.settings = settings
+
+    async def setup_hook(self) -> None:
+        """Load the message cog and the slash commands, then sync the slash commands."""
+        from bot.discord_front.events import MessagesCog
+        from bot.discord_front.slash import slash_commands
+
+        self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+        self.messages_cog = MessagesCog(self)  # type: ignore[arg-type]
+        await self.add_cog(self.messages_cog)  # type: ignore[attr-defined]
+        for command in slash_commands(self):  # type: ignore[arg-type]
+            self.tree.add_command(command)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Register slash commands: instantly in the test guild if set, else globally (~1 h)."""
+        if self.settings.discord_test_guild:
+            guild = discord.Object(id=int(self.settings.discord_test_guild))
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d slash commands to test guild %s", len(synced), guild.id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d slash commands globally", len(synced))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Nothing here: `MessagesCog` routes every message to the core."""
+
+    async def on_ready(self) -> None:
+        user = self.user  # type: ignore[attr-defined]
+        log.info("logged in as %s (%s)", user, getattr(user, "id", "?"))
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """An event handler raised: log it (event handlers reply through `errors.report`)."""
+        log.exception("error in event %s", event_method)
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        from bot.discord_front.errors import report
+        from bot.discord_front.render import InteractionResponder
+
+        name = interaction.command.name if interaction.command else "?"
+        await report(error, InteractionResponder(interaction), f"/{name}")
+
+
+class BabbleBot(_Babble, commands.Bot):
+    """One process, one gateway connection (discord.py shards it no further)."""
+
+    def __init__(self, core: FrontCore, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self._init_babble(core, settings)
+
+
+class ShardedBabbleBot(_Babble, commands.AutoShardedBot):
+    """Runs the shards `SHARD_IDS` of `SHARD_COUNT` (all of them if `SHARD_IDS` is empty)."""
+
+    def __init__(self, core: FrontCore, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self._init_babble(core, settings)
+
+
+def build_bot(core: FrontCore, settings: Settings) -> commands.Bot:
+    """The bot for these settings, not yet connected (tests hand it to SimCord)."""
+    options: dict[str, Any] = {
+        "command_prefix": settings.command_prefix,
+        "intents": intents(),
+        "allowed_mentions": discord.AllowedMentions.none(),
+        "help_command": None,
+        "max_messages": 1000,
+    }
+    if settings.shard_ids and not settings.shard_count:
+        raise SettingsError("SHARD_IDS needs SHARD_COUNT (the total number of shards)")
+    if any(not 0 <= i < settings.shard_count for i in settings.shard_ids):
+        raise SettingsError(f"SHARD_IDS must lie in 0..{settings.shard_count - 1}")
+    if settings.shard_count:
+        options["shard_count"] = settings.shard_count
+        options["shard_ids"] = list(settings.shard_ids) or None
+        return ShardedBabbleBot(core, settings, **options)
+    return BabbleBot(core, settings, **options)

@@ -1,0 +1,144 @@
+"""Gateway events to the core: messages (commands and listened text), edits and deletes.
+
+Raw events are used for edits and deletes so that messages sent before the bot started (not
+in its cache) are still updated or removed from the corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from bot.discord_front.convert import PLATFORM, corpus_channel_id, incoming, read_attachments
+from bot.discord_front.errors import report
+from bot.discord_front.importer import import_history
+from bot.discord_front.render import ChannelResponder
+from bot.messages import Reply, Responder
+
+if TYPE_CHECKING:
+    from bot.discord_front.client import BabbleBot
+
+log = logging.getLogger(__name__)
+
+IMPORT_DEFAULT = 1000  # messages read by a bare !import
+IMPORT_MAX = 10_000  # the most one !import may read
+_ORDINARY = (discord.MessageType.default, discord.MessageType.reply)
+
+
+def command_of(text: str, prefix: str) -> tuple[str, str] | None:
+    """(name, args) of a prefix command, lower-cased name; None for ordinary text."""
+    if not text.startswith(prefix):
+        return None
+    name, _, args = text[len(prefix) :].strip().partition(" ")
+    return (name.lower(), args.strip()) if name else None
+
+
+def import_limit(args: str) -> int:
+    """N of `!import [N]`, within 1..IMPORT_MAX; raises ValueError for anything else."""
+    if not args:
+        return IMPORT_DEFAULT
+    n = int(args.split()[0])
+    if not 1 <= n <= IMPORT_MAX:
+        raise ValueError(n)
+    return n
+
+
+class MessagesCog(commands.Cog):
+    """Every message to the core, plus `!import`, which needs Discord's history."""
+
+    def __init__(self, bot: BabbleBot) -> None:
+        self.bot = bot
+        self.importing: set[int] = set()  # channel ids with an import running
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Hand a human's message to the core (it tells commands from ordinary text)."""
+        if message.author.bot or message.type not in _ORDINARY:
+            return  # other bots, webhooks, this bot itself, joins and pins
+        responder = ChannelResponder(message)
+        try:
+            await self._dispatch(message, responder)
+        except Exception as error:
+            await report(error, responder, f"message {message.id}")
+
+    async def _dispatch(self, message: discord.Message, responder: Responder) -> None:
+        settings = self.bot.settings
+        command = command_of(message.content, settings.command_prefix)
+        if command is not None and command[0] == "import":
+            await self.run_import(message, command[1], responder)
+            return
+        attachments = ()
+        if command is not None and command[0] == "learn" and message.attachments:
+            attachments, refused = await read_attachments(
+                message.attachments, settings.max_attachment_bytes
+            )
+            if refused:
+                await responder.send(Reply("Skipped: " + "; ".join(refused)))
+                if not attachments and not command[1]:
+                    return
+        msg = incoming(message, settings, attachments=attachments)
+        await self.bot.core.handle(msg, responder)
+
+    async def run_import(self, message: discord.Message, args: str, responder: Responder) -> None:
+        """`!import [N]`: moderators backfill this channel's corpus from its history."""
+        msg = incoming(message, self.bot.settings)
+        channel = message.channel
+        if isinstance(channel, discord.Thread) and channel.parent is not None:
+            channel = channel.parent
+        await self.start_import(msg.may_moderate, channel, args, responder)
+
+    async def start_import(
+        self, allowed: bool, channel: object, args: str, responder: Responder
+    ) -> None:
+        """Checks shared by `!import` and `/import`, then the import itself."""
+        if not allowed:
+            await responder.send(Reply("Only moderators may import the channel's history."))
+            return
+        if not isinstance(channel, discord.abc.GuildChannel):
+            await responder.send(Reply("Import works in server channels only."))
+            return
+        try:
+            limit = import_limit(args)
+        except ValueError:
+            await responder.send(Reply(f"Usage: !import [N], N from 1 to {IMPORT_MAX}."))
+            return
+        if channel.id in self.importing:
+            await responder.send(Reply("An import is already running in this channel."))
+            return
+        self.importing.add(channel.id)
+        try:
+            progress = await responder.send(Reply(f"Importing up to {limit} messages…"))
+            await import_history(self.bot.core, self.bot.settings, channel, limit, progress)
+        finally:
+            self.importing.discard(channel.id)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edited message replaces its stored text (if it was stored)."""
+        if "content" not in payload.data or payload.message.author.bot:
+            return  # embed unfurls and other updates without new text
+        channel_id = await corpus_channel_id(self.bot, payload.channel_id)
+        changed = await self.bot.core.message_edited(
+            PLATFORM, str(channel_id), str(payload.message_id), payload.data["content"]
+        )
+        log.debug("edit of %s reached the corpus: %s", payload.message_id, changed)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A deleted message leaves the corpus, cached or not."""
+        await self._deleted(payload.channel_id, [payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        """A bulk delete (moderator purge) removes every message in it."""
+        await self._deleted(payload.channel_id, sorted(payload.message_ids))
+
+    async def _deleted(self, channel_id: int, message_ids: list[int]) -> None:
+        key = str(await corpus_channel_id(self.bot, channel_id))
+        removed = 0
+        for message_id in message_ids:
+            removed += await self.bot.core.message_deleted(PLATFORM, key, str(message_id))
+        log.debug("deleted %d of %d messages from channel %s", removed, len(message_ids), key)

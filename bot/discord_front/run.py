@@ -1,0 +1,52 @@
+"""Running the Discord front: open the core, connect, and shut down cleanly on a signal.
+
+SIGTERM (`docker stop`, systemd) and Ctrl-C both close the bot first (no new commands), then
+the core, which flushes pending corpus writes and stops its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from bot.discord_front.client import build_bot
+from bot.errors import SettingsError
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings) -> None:
+    """Serve Discord with `settings.discord_token` until SIGTERM or Ctrl-C."""
+    if not settings.discord_token:
+        raise SettingsError("DISCORD_TOKEN is not set")
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+        log.warning("interrupted during shutdown")
+
+
+async def serve(settings: Settings) -> None:
+    """Open the core, run the bot until it closes, then close the core."""
+    from bot.core import Core  # the heavy imports (torch) happen here, not at package import
+
+    core = await Core.open(settings)
+    try:
+        bot = build_bot(core, settings)
+        async with bot:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            runner = asyncio.create_task(bot.start(settings.discord_token))
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                log.info("signal received: closing the Discord connection")
+            await bot.close()
+            stopper.cancel()
+            await asyncio.gather(runner, return_exceptions=stopper in done)
+    finally:
+        await core.close()
+        log.info("core closed; bye")

@@ -1,0 +1,160 @@
+"""Slash commands: typed options (choices, ranges) turned into the core's command text.
+
+`/babble temp:0.8 len:200` runs exactly what `!babble --temp 0.8 --len 200` runs: the slash
+path builds the same argument text and calls `Core.run_command`, so the core's one parser,
+permissions and cooldowns serve both. Ranges come from the settings, so Discord itself refuses
+an out-of-range value before the bot sees it. Every command is deferred first: model work can
+take longer than the 3 seconds Discord waits for an answer.
+
+No `from __future__ import annotations` here: discord.py reads these annotations at definition
+time, and the ranges are built from the settings inside `slash_commands`.
+"""
+
+import logging
+import shlex
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+
+from bot.discord_front.convert import PLATFORM, corpus_channel, may_moderate, read_attachments
+from bot.discord_front.events import IMPORT_MAX
+from bot.discord_front.render import NO_MENTIONS, InteractionResponder
+from bot.messages import Attachment, Incoming, Reply
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.discord_front.client import BabbleBot
+
+log = logging.getLogger(__name__)
+
+ModelName = Literal["rnn", "markov", "uniform"]
+MIN_TEMP, MAX_TEMP = 0.05, 5.0
+
+
+def options(**values: object) -> str:
+    """`--name value` for each option given (None means not given); text is shell-quoted."""
+    parts = []
+    for name, value in values.items():
+        if value is not None:
+            parts.append(f"--{name} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+def slash_incoming(
+    interaction: discord.Interaction, settings: Settings, text: str,
+    attachments: tuple[Attachment, ...] = (),
+) -> Incoming:
+    """The core's view of a slash command (it has no message id: nothing to store)."""
+    user = interaction.user
+    channel = interaction.channel
+    return Incoming(
+        platform=PLATFORM,
+        channel_id=str(corpus_channel(channel) or interaction.channel_id),
+        author_id=str(user.id),
+        author_name=user.display_name,
+        text=text,
+        author_is_bot=user.bot,
+        may_moderate=may_moderate(user, channel, settings),
+        attachments=attachments,
+    )
+
+
+def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
+    """The slash commands, their ranges taken from the bot's settings."""
+    s = bot.settings
+    Temp = app_commands.Range[float, MIN_TEMP, MAX_TEMP]
+    Length = app_commands.Range[int, 1, s.max_babble_chars]
+    Count = app_commands.Range[int, 1, s.max_babble_n]
+    Minutes = app_commands.Range[float, 0.1, s.train_max_minutes]
+
+    async def run(interaction: discord.Interaction, name: str, args: str,
+                  attachments: tuple[Attachment, ...] = ()) -> None:
+        await interaction.response.defer(thinking=True)
+        responder = InteractionResponder(interaction)
+        text = f"{s.command_prefix}{name} {args}".strip()
+        msg = slash_incoming(interaction, s, text, attachments)
+        await bot.core.run_command(msg, name, args, responder)
+        if not responder.answered:
+            await responder.send(Reply("Done."))
+
+    gen = "Sampling temperature: low is safe, high is wild"
+    describe = dict(temp=gen, length="Most characters to write", model="Which model writes",
+                    seed="Same seed, same text", n="How many messages")
+
+    @app_commands.command(description="A message in this channel's style")
+    @app_commands.rename(length="len")
+    @app_commands.describe(**describe)
+    async def babble(interaction: discord.Interaction, temp: Temp | None = None,
+                     length: Length | None = None, model: ModelName | None = None,
+                     seed: int | None = None, n: Count | None = None) -> None:
+        args = options(temp=temp, len=length, model=model, seed=seed, n=n)
+        await run(interaction, "babble", args)
+
+    @app_commands.command(name="continue", description="Continue the text you start")
+    @app_commands.rename(length="len")
+    @app_commands.describe(text="The beginning to continue", **describe)
+    async def continue_(interaction: discord.Interaction, text: str, temp: Temp | None = None,
+                        length: Length | None = None, model: ModelName | None = None,
+                        seed: int | None = None, n: Count | None = None) -> None:
+        args = options(temp=temp, len=length, model=model, seed=seed, n=n)
+        await run(interaction, "continue", f"{text} {args}".strip())
+
+    @app_commands.command(description="How probable a sentence is under three models")
+    @app_commands.describe(sentence="The sentence to score")
+    async def prob(interaction: discord.Interaction, sentence: str) -> None:
+        await run(interaction, "prob", sentence)
+
+    @app_commands.command(description="Add text (or a .txt file) to this channel's corpus")
+    @app_commands.describe(text="Text to learn", file="A .txt file to learn")
+    async def learn(interaction: discord.Interaction, text: str | None = None,
+                    file: discord.Attachment | None = None) -> None:
+        attachments: tuple[Attachment, ...] = ()
+        if file is not None:
+            attachments, refused = await read_attachments([file], s.max_attachment_bytes)
+            if refused:
+                await interaction.response.send_message(
+                    "Skipped: " + "; ".join(refused), allowed_mentions=NO_MENTIONS
+                )
+                return
+        await run(interaction, "learn", text or "", attachments)
+
+    @app_commands.command(description="Add this channel's messages to its corpus, or stop")
+    async def listen(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+        await run(interaction, "listen", state)
+
+    @app_commands.command(description="What this channel's corpus and model are")
+    async def corpus(interaction: discord.Interaction) -> None:
+        await run(interaction, "corpus", "")
+
+    @app_commands.command(description="Fine-tune this channel's model on its corpus")
+    @app_commands.describe(minutes="Training budget", cancel="Stop the running training")
+    async def train(interaction: discord.Interaction, minutes: Minutes | None = None,
+                    cancel: bool = False) -> None:
+        await run(interaction, "train", "cancel" if cancel else options(minutes=minutes))
+
+    @app_commands.command(description="Which model answers here; roll back to the previous one")
+    async def model(interaction: discord.Interaction, rollback: bool = False) -> None:
+        await run(interaction, "model", "rollback" if rollback else "")
+
+    @app_commands.command(description="Remove your messages (me) or the whole corpus (all)")
+    async def forget(interaction: discord.Interaction, what: Literal["me", "all"]) -> None:
+        await run(interaction, "forget", what)
+
+    @app_commands.command(name="help", description="What the bot can do")
+    async def help_(interaction: discord.Interaction) -> None:
+        await run(interaction, "help", "")
+
+    @app_commands.command(name="import", description="Moderators: read this channel's history")
+    @app_commands.describe(count="How many recent messages to read, threads included")
+    async def import_(interaction: discord.Interaction,
+                      count: app_commands.Range[int, 1, IMPORT_MAX] | None = None) -> None:
+        await interaction.response.defer(thinking=True)
+        channel = interaction.channel
+        if isinstance(channel, discord.Thread) and channel.parent is not None:
+            channel = channel.parent
+        allowed = may_moderate(interaction.user, interaction.channel, s)
+        responder = InteractionResponder(interaction)
+        await bot.messages_cog.start_import(allowed, channel, str(count or ""), responder)
+
+    return [babble, continue_, prob, learn, listen, corpus, train, model, forget, help_, import_]

@@ -1,0 +1,53 @@
+"""A stand-in core that records what the front hands it and answers scripted replies.
+
+It lets the front's own duties (mention safety, clipping, files, errors) be tested with text the
+real core would never produce (it sanitises mentions itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.messages import Incoming, Reply, ReplyFile, Responder
+
+
+@dataclass
+class FakeCore:
+    """Answers `!say TEXT` with TEXT verbatim, `!png` with a PNG, `!boom` by raising."""
+
+    handled: list[Incoming] = field(default_factory=list)
+    commands: list[tuple[str, str]] = field(default_factory=list)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    edited: list[tuple[str, str, str]] = field(default_factory=list)
+    imported: list[Incoming] = field(default_factory=list)
+
+    async def handle(self, msg: Incoming, responder: Responder) -> None:
+        self.handled.append(msg)
+        if msg.text.startswith("!"):
+            name, _, args = msg.text[1:].partition(" ")
+            await self.run_command(msg, name, args, responder)
+
+    async def run_command(self, msg: Incoming, name: str, args: str,
+                          responder: Responder) -> None:
+        self.commands.append((name, args))
+        if name == "say":
+            await responder.send(Reply(args))
+        elif name == "png":
+            png = ReplyFile("curve.png", b"\x89PNG\r\n\x1a\n" + b"x" * 64)
+            sent = await responder.send(Reply("first", (png,)))
+            await sent.edit(Reply("second", (png,)))
+        elif name == "boom":
+            raise RuntimeError("kaboom")
+
+    async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool:
+        self.deleted.append((channel_id, message_id))
+        return True
+
+    async def message_edited(self, platform: str, channel_id: str, message_id: str,
+                             new_text: str) -> bool:
+        self.edited.append((channel_id, message_id, new_text))
+        return True
+
+    async def import_messages(self, msgs: list[Incoming]) -> int:
+        self.imported.extend(msgs)
+        return len(msgs)
