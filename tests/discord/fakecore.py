@@ -13,7 +13,7 @@ from bot.messages import Incoming, Reply, ReplyFile, Responder
 
 @dataclass
 class FakeCore:
-    """Answers `!say TEXT` with TEXT verbatim, `!png` with a PNG, `!boom` by raising."""
+    """`!say TEXT` answers TEXT verbatim, `!long N` N characters, `!png` a PNG, `!boom` raises."""
 
     handled: list[Incoming] = field(default_factory=list)
     commands: list[tuple[str, str]] = field(default_factory=list)
@@ -32,6 +32,8 @@ class FakeCore:
         self.commands.append((name, args))
         if name == "say":
             await responder.send(Reply(args))
+        elif name == "long":
+            await responder.send(Reply("x" * int(args)))
         elif name == "png":
             png = ReplyFile("curve.png", b"\x89PNG\r\n\x1a\n" + b"x" * 64)
             sent = await responder.send(Reply("first", (png,)))

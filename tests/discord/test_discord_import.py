@@ -1,0 +1,89 @@
+"""`!import` and `/import` over a simulated history with threads (fake core records the batches)."""
+
+from __future__ import annotations
+
+import discord
+from conftest import World
+from fakecore import FakeCore
+
+from bot.discord_front.events import IMPORT_MAX
+
+
+def seed_history(world: World) -> dict[str, list[int]]:
+    """Messages sent before the bot joined: people, a bot, a command, and two threads."""
+    backend = world.env.backend
+    general = world.general.id
+    robot = world.env.create_user("robot", bot=True)
+    world.guild.add_member(robot)
+
+    def say(channel: int, author: int, text: str) -> int:
+        return backend.create_message(channel, author, text, broadcast=False).id
+
+    ids = {"people": [], "thread": [], "archived": [], "skipped": []}
+    for i in range(5):
+        ids["people"].append(say(general, world.alice.id, f"hello number {i}"))
+    ids["skipped"].append(say(general, robot.id, "beep, I am a bot"))
+    ids["skipped"].append(say(general, world.alice.id, "!babble"))
+    active = backend.create_thread(general, "active thread", world.alice.id)
+    archived = backend.create_thread(general, "old thread", world.alice.id, broadcast=False)
+    for i in range(3):
+        ids["thread"].append(say(active.id, world.alice.id, f"in the thread {i}"))
+        ids["archived"].append(say(archived.id, world.alice.id, f"long ago {i}"))
+    archived.thread_metadata.archived = True
+    return ids
+
+
+async def test_moderator_imports_channel_and_threads(world: World, core: FakeCore) -> None:
+    ids = seed_history(world)
+    await world.env.settle()
+    mods = world.guild.create_role("Babble Mods")  # the role named in the settings
+    mod = world.member("mod", mods)
+
+    await mod.send(world.general, "!import")
+
+    stored = {int(m.message_id) for m in core.imported}
+    assert stored == set(ids["people"] + ids["thread"] + ids["archived"])
+    assert {m.channel_id for m in core.imported} == {str(world.general.id)}  # threads: parent's
+    assert not any(m.author_is_bot for m in core.imported)
+    progress = world.bot_replies()[-1]
+    assert progress.content.startswith("Import finished: read ")
+    assert "(2 threads), 11 new in the corpus." in progress.content
+    assert progress.edited_at is not None  # one message, edited in place
+
+
+async def test_import_budget_counts_threads_too(world: World, core: FakeCore) -> None:
+    seed_history(world)
+    await world.env.settle()
+    manager = world.member("manager", world.guild.create_role(
+        "Managers", permissions=discord.Permissions(manage_messages=True)))
+    await manager.send(world.general, "!import 12")
+    assert "read 12/12 messages" in world.bot_replies()[-1].content
+    # The channel holds 10 (5 from people; a bot's, a command, the thread notice, the !import
+    # and its progress message are skipped); the remaining 2 of the budget go to a thread.
+    assert len(core.imported) == 5 + 2
+
+
+async def test_import_refused_to_non_moderators(world: World, core: FakeCore) -> None:
+    seed_history(world)
+    await world.alice.send(world.general, "!import")
+    assert world.general.last_message.content == "Only moderators may import the channel's history."
+    assert core.imported == []
+
+
+async def test_import_argument_checked(world: World, core: FakeCore) -> None:
+    mod = world.member("mod", world.guild.create_role("Babble Mods"))
+    await mod.send(world.general, f"!import {IMPORT_MAX + 1}")
+    assert world.general.last_message.content.startswith("Usage: !import [N]")
+    await mod.send(world.general, "!import lots")
+    assert world.general.last_message.content.startswith("Usage: !import [N]")
+
+
+async def test_slash_import(world: World, core: FakeCore) -> None:
+    ids = seed_history(world)
+    await world.env.settle()
+    refused = await world.alice.slash(world.general, "import", count=50)
+    assert refused.response.content == "Only moderators may import the channel's history."
+    mod = world.member("mod", world.guild.create_role("Babble Mods"))
+    result = await mod.slash(world.general, "import", count=50)
+    assert result.response.content.startswith("Import finished")
+    assert len(core.imported) == len(ids["people"] + ids["thread"] + ids["archived"])
