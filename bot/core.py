@@ -1,0 +1,229 @@
+"""The platform-neutral core: fronts hand it messages and a Responder; it answers.
+
+This module holds the contract every front builds on (re-exported from `bot.messages`):
+`Attachment`, `Incoming`, `ReplyFile`, `Reply`, `Sent`, `Responder`, and `Core` with `open`,
+`handle`, `run_command`, `message_deleted`, `message_edited`, `import_messages` and `close`.
+Typed errors become replies here, in one place; nothing a user types yields a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from types import TracebackType
+from typing import Any
+
+import lm
+from bot import engine
+from bot.channel_models import ChannelModelSource
+from bot.commands import Context, Services, build_commands
+from bot.cooldown import Clock, Cooldowns
+from bot.corpus import Corpus
+from bot.errors import Busy, CooldownError, PermissionDenied, UserError
+from bot.messages import Attachment, Incoming, Reply, ReplyFile, Responder, Sent
+from bot.parsing import parse_options, split_command
+from bot.pool import WorkerPool
+from bot.safety import safe_text
+from bot.settings import Settings
+from bot.store import Store
+from bot.training import Trainer
+
+__all__ = ["Attachment", "Core", "Incoming", "Reply", "ReplyFile", "Responder", "Sent"]
+
+log = logging.getLogger(__name__)
+
+
+def error_reply(err: BaseException) -> Reply:
+    """The reply for an error raised while handling a command (the one place that decides)."""
+    if isinstance(err, UserError | Busy | CooldownError | lm.LmError):
+        return Reply(str(err))
+    return Reply("something went wrong on my side; it has been logged")
+
+
+class _SafeSent:
+    """A sent message whose edits are made safe like every send."""
+
+    def __init__(self, inner: Sent, limit: int) -> None:
+        self._inner, self._limit = inner, limit
+
+    async def edit(self, reply: Reply) -> None:
+        await self._inner.edit(Reply(safe_text(reply.text, self._limit), reply.files))
+
+
+class _SafeResponder:
+    """Wraps a front's Responder: every text is sanitised and fitted to the length limit."""
+
+    def __init__(self, inner: Responder, limit: int) -> None:
+        self._inner, self._limit = inner, limit
+
+    async def send(self, reply: Reply) -> Sent:
+        sent = await self._inner.send(Reply(safe_text(reply.text, self._limit), reply.files))
+        return _SafeSent(sent, self._limit)
+
+
+class Core:
+    """Commands, listening, corpora and models for every platform. Open with `Core.open`."""
+
+    def __init__(self, services: Services, cooldowns: Cooldowns) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._cooldowns = cooldowns
+        self._notified_full: set[int] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, settings: Settings, clock: Clock = time.monotonic) -> Core:
+        """Open the database, start the workers, load the base models.
+
+        Raises StoreError (e.g. the database is locked by another process) with a clear message.
+        """
+        engine.set_threads(settings.torch_threads)
+        store = await Store.open(settings.db_path, settings.db_busy_timeout_s)
+        pool = WorkerPool(settings.sample_workers, settings.queue_limit,
+                          settings.train_queue_limit)
+        try:
+            models = await ChannelModelSource.open(settings, pool, store, clock)
+        except BaseException:
+            await pool.close()
+            await store.close()
+            raise
+        corpus = Corpus(store, settings)
+        corpus.start()
+        trainer = Trainer(settings, pool, store, models)
+        services = Services(settings, store, pool, corpus, models, trainer,
+                            build_commands(settings))
+        cooldowns = Cooldowns(settings.cooldown_user_rate, settings.cooldown_user_per,
+                              settings.cooldown_channel_rate, settings.cooldown_channel_per,
+                              clock)
+        for note in models.base.notes:
+            log.warning("base model: %s", note)
+        return cls(services, cooldowns)
+
+    async def __aenter__(self) -> Core:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Cancel trainings, write pending messages, stop the workers, close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        svc = self.services
+        await svc.trainer.close()
+        await svc.corpus.close()
+        await svc.pool.close()
+        await svc.store.close()
+        log.info("core closed")
+
+    def is_command(self, text: str) -> bool:
+        """Whether `text` would be taken as a command."""
+        return split_command(text, self.settings.command_prefix) is not None
+
+    async def handle(self, msg: Incoming, responder: Responder) -> None:
+        """Handle any message: a command is run; an ordinary one is stored if listening."""
+        if msg.author_is_bot or self._closed:
+            return
+        command = split_command(msg.text, self.settings.command_prefix)
+        if command is not None:
+            await self.run_command(msg, command[0], command[1], responder)
+            return
+        if not msg.text.strip():
+            return
+        channel = await self.services.store.find_channel(msg.platform, msg.channel_id)
+        if channel is None or not channel.listening:
+            return
+        self.services.corpus.listen(channel.id, msg)
+        if channel.id in self.services.corpus.full and channel.id not in self._notified_full:
+            self._notified_full.add(channel.id)
+            await self._send(responder, Reply(
+                f"this channel's corpus is full ({self.settings.max_corpus_chars:,} characters): "
+                "new messages are not stored. `!forget` frees room"))
+
+    async def run_command(self, msg: Incoming, name: str, args: str,
+                          responder: Responder) -> None:
+        """Run one command (a text command already split, or a slash command) and reply."""
+        if msg.author_is_bot:
+            return
+        try:
+            reply = await self._dispatch(msg, name.lower(), args, responder)
+        except Exception as err:  # typed errors become their message; the rest is logged
+            if not isinstance(err, UserError | Busy | CooldownError | lm.LmError):
+                log.exception("command %r in %s:%s failed", name, msg.platform, msg.channel_id)
+            reply = error_reply(err)
+        if reply is not None:
+            await self._send(responder, reply)
+
+    async def _dispatch(self, msg: Incoming, name: str, args: str,
+                        responder: Responder) -> Reply | None:
+        svc = self.services
+        p = self.settings.command_prefix
+        command = svc.commands.get(name)
+        if command is None:
+            raise UserError(f"unknown command {p}{name[:30]}; `{p}help` lists the commands")
+        if command.cooldown:
+            self._cooldowns.check((msg.platform, msg.channel_id), msg.author_id)
+        if command.moderator and not msg.may_moderate:
+            raise PermissionDenied(f"{p}{name} is for moderators only")
+        text, options = parse_options(name, args, command.options)
+        channel = await svc.store.channel(msg.platform, msg.channel_id)
+        safe = _SafeResponder(responder, self.settings.reply_max_chars)
+        return await command.run(Context(svc, msg, safe, channel, text, options))
+
+    async def _send(self, responder: Responder, reply: Reply) -> None:
+        if not reply.text.strip() and not reply.files:
+            return
+        try:
+            await _SafeResponder(responder, self.settings.reply_max_chars).send(reply)
+        except Exception:  # a channel we cannot send in: log, keep serving others
+            log.exception("could not send a reply")
+
+    async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool:
+        """A platform message was deleted: remove its text from the corpus. True if stored."""
+        channel = await self.services.store.find_channel(platform, channel_id)
+        if channel is None:
+            return False
+        removed = await self.services.corpus.delete(channel.id, message_id)
+        if removed:
+            self.services.models.forget(channel, "ngram")
+        return removed
+
+    async def message_edited(self, platform: str, channel_id: str, message_id: str,
+                             new_text: str) -> bool:
+        """A platform message was edited: update its stored text. True if it was stored."""
+        if not new_text.strip() or self.is_command(new_text) \
+                or len(new_text) > self.settings.max_message_chars:
+            return await self.message_deleted(platform, channel_id, message_id)
+        channel = await self.services.store.find_channel(platform, channel_id)
+        if channel is None:
+            return False
+        changed = await self.services.corpus.edit(channel.id, message_id, new_text)
+        if changed:
+            self.services.models.forget(channel, "ngram")
+        return changed
+
+    async def import_messages(self, msgs: list[Incoming]) -> int:
+        """Backfill history (bots, commands and empty messages skipped; stored ids skipped).
+
+        Returns how many messages were added.
+        """
+        by_channel: dict[tuple[str, str], list[Incoming]] = defaultdict(list)
+        for m in msgs:
+            if not m.author_is_bot and m.text.strip() and not self.is_command(m.text):
+                by_channel[(m.platform, m.channel_id)].append(m)
+        added = 0
+        for (platform, channel_id), group in by_channel.items():
+            channel = await self.services.store.channel(platform, channel_id)
+            added += await self.services.corpus.import_messages(channel.id, group)
+            self.services.models.forget(channel, "ngram")
+        return added
+
+    def stats(self) -> dict[str, Any]:
+        """Load figures for logs and benchmarks: queue lengths, cache size, trainings."""
+        svc = self.services
+        return {"sample_jobs": svc.pool.pending[0], "train_jobs": svc.pool.pending[1],
+                "cached_models": len(svc.models.cache), "cache_bytes": svc.models.cache.nbytes,
+                "trainings": len(svc.trainer.jobs), "pending_writes": svc.corpus.pending}

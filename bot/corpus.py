@@ -1,0 +1,194 @@
+"""Each channel's training text: what goes in, the caps, batched writes, deletions and edits.
+
+Listened messages are buffered and written in batches (every `listen_flush_s` seconds, or at
+`listen_batch` messages, and always on close); everything else is written at once. Reads that
+must see every message (`!corpus`, `!train`, `!forget`) flush first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from pathlib import PurePath
+
+from bot.errors import UserError
+from bot.messages import Attachment, Incoming
+from bot.settings import Settings
+from bot.store import NewMessage, Store
+
+log = logging.getLogger(__name__)
+
+
+def chunk_text(text: str, max_chars: int) -> list[str]:
+    """Cut text into non-empty lines of at most `max_chars` characters (long lines are split)."""
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            out += [line[i:i + max_chars] for i in range(0, len(line), max_chars)]
+    return out
+
+
+def decode_text_file(att: Attachment, max_bytes: int) -> str:
+    """The text of an uploaded `.txt` file, or UserError saying clearly what is wrong with it."""
+    name = PurePath(att.filename).name
+    if PurePath(name).suffix.lower() != ".txt":
+        raise UserError(f"only .txt files can be learned; {name!r} is not one")
+    if len(att.data) > max_bytes:
+        raise UserError(f"{name!r} is {len(att.data):,} bytes; the limit is {max_bytes:,}")
+    if b"\x00" in att.data:
+        raise UserError(f"{name!r} does not look like text (it contains NUL bytes)")
+    try:
+        return att.data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{name!r} is not UTF-8 text (bad byte at offset {err.start}); "
+                        "save it as UTF-8 and upload it again") from None
+
+
+class Corpus:
+    """Writes and removes corpus text through the store, within the configured caps."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._pending: dict[int, list[NewMessage]] = {}  # channel row id -> buffered messages
+        self._kick = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one flush at a time
+        self.full: set[int] = set()  # channels whose corpus hit the cap while listening
+
+    def start(self) -> None:
+        """Start the background task that writes buffered messages."""
+        self._flusher = asyncio.create_task(self._flush_loop(), name="corpus-flush")
+
+    async def close(self) -> None:
+        """Stop the background writer and write everything still buffered."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Messages buffered and not yet written."""
+        return sum(map(len, self._pending.values()))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._settings.listen_flush_s)
+            self._kick.clear()
+            try:
+                await self.flush()
+            except Exception:  # the database may be locked for a while: keep the buffer, retry
+                log.exception("writing %d listened message(s) failed; will retry", self.pending)
+
+    def listen(self, channel: int, msg: Incoming) -> bool:
+        """Buffer an ordinary message for a listening channel; False if it is too long."""
+        if len(msg.text) > self._settings.max_message_chars:
+            log.info("not storing a %d-character message (cap %d)", len(msg.text),
+                     self._settings.max_message_chars)
+            return False
+        self._pending.setdefault(channel, []).append(NewMessage(
+            msg.author_id, msg.author_name, msg.text, "listen", msg.message_id))
+        if self.pending >= self._settings.listen_batch:
+            self._kick.set()
+        return True
+
+    async def flush(self) -> int:
+        """Write buffered messages (those over the corpus cap are dropped and logged)."""
+        async with self._lock:
+            written = 0
+            while self._pending:
+                channel, batch = next(iter(self._pending.items()))
+                room = await self._room(channel)
+                fits, size = [], 0
+                for m in batch:
+                    if size + len(m.text) <= room:
+                        fits.append(m)
+                        size += len(m.text)
+                if len(fits) < len(batch):
+                    self.full.add(channel)
+                    log.warning("corpus of channel %d is full: dropped %d listened message(s)",
+                                channel, len(batch) - len(fits))
+                written += await self._store.add_messages(channel, fits)
+                del self._pending[channel]
+            return written
+
+    async def _room(self, channel: int) -> int:
+        """Characters the channel's corpus can still take."""
+        stats = await self._store.corpus_stats(channel)
+        return max(self._settings.max_corpus_chars - stats.chars, 0)
+
+    async def _add_checked(self, channel: int, rows: list[NewMessage]) -> int:
+        """Add rows all together, or none and a UserError when they would pass the cap."""
+        await self.flush()
+        size = sum(len(r.text) for r in rows)
+        room = await self._room(channel)
+        if size > room:
+            cap = self._settings.max_corpus_chars
+            raise UserError(f"this channel's corpus is full: it can take {room:,} more "
+                            f"characters (cap {cap:,}) and this adds {size:,}. `!forget` frees "
+                            "room; MAX_CORPUS_CHARS raises the cap")
+        return await self._store.add_messages(channel, rows)
+
+    async def learn(self, channel: int, msg: Incoming, text: str) -> int:
+        """Add typed text (one message); the characters added."""
+        cap = self._settings.max_message_chars
+        if len(text) > cap:
+            raise UserError(f"that text is {len(text):,} characters; one message can add at "
+                            f"most {cap:,}. Upload a .txt file for more")
+        rows = [NewMessage(msg.author_id, msg.author_name, text, "learn", msg.message_id)]
+        await self._add_checked(channel, rows)
+        return len(text)
+
+    async def learn_file(self, channel: int, msg: Incoming, att: Attachment) -> tuple[int, int]:
+        """Add an uploaded .txt file, one message per line: (lines added, characters added)."""
+        text = decode_text_file(att, self._settings.max_attachment_bytes)
+        lines = chunk_text(text, self._settings.max_message_chars)
+        if not lines:
+            raise UserError(f"{PurePath(att.filename).name!r} has no text in it")
+        rows = [NewMessage(msg.author_id, msg.author_name, line, "file", msg.message_id, part)
+                for part, line in enumerate(lines)]
+        added = await self._add_checked(channel, rows)
+        return added, sum(map(len, lines))
+
+    async def import_messages(self, channel: int, msgs: Iterable[Incoming]) -> int:
+        """Backfill messages (already-stored ids skipped); how many were added."""
+        await self.flush()
+        room = await self._room(channel)
+        rows = []
+        for m in msgs:
+            if len(m.text) <= min(room, self._settings.max_message_chars):
+                rows.append(NewMessage(m.author_id, m.author_name, m.text, "import",
+                                       m.message_id))
+                room -= len(m.text)
+        return await self._store.add_messages(channel, rows)
+
+    def _unbuffer(self, channel: int, message_id: str) -> bool:
+        batch = self._pending.get(channel, [])
+        kept = [m for m in batch if m.platform_msg_id != message_id]
+        if len(kept) == len(batch):
+            return False
+        self._pending[channel] = kept
+        return True
+
+    async def delete(self, channel: int, message_id: str) -> bool:
+        """Remove a platform message from the corpus (buffered or stored)."""
+        buffered = self._unbuffer(channel, message_id)
+        return await self._store.delete_platform_message(channel, message_id) > 0 or buffered
+
+    async def edit(self, channel: int, message_id: str, text: str) -> bool:
+        """Update an edited message's text (buffered or stored)."""
+        for i, m in enumerate(self._pending.get(channel, [])):
+            if m.platform_msg_id == message_id:
+                self._pending[channel][i] = NewMessage(m.author_id, m.author_name, text,
+                                                       m.source, message_id)
+                return True
+        return await self._store.edit_platform_message(channel, message_id, text) > 0
+
+    async def forget_author(self, channel: int, author_id: str) -> int:
+        """Remove everything one author gave a channel; the number of messages removed."""
+        await self.flush()
+        return await self._store.forget_author(channel, author_id)

@@ -1,0 +1,261 @@
+"""The bot's side of the `lm` package: synchronous model work, run on the pool's threads only.
+
+Nothing here touches asyncio or SQL. Every function is safe to call from a worker thread on
+models that other threads also read, because models are never changed after `_ready`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import lm
+from bot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"  # a version folder holds one checkpoint: the channel's mix
+VAL_EVERY = 10  # about one unit in VAL_EVERY is held out to decide adoption
+MIN_UNITS = 20  # fewer messages than this are cut into lines, then pieces, for the split
+MIN_VAL_SYMBOLS = 200  # held-out text needed to fit mixture weights and compare models
+
+
+@dataclass(frozen=True)
+class BaseModels:
+    """The shipped models every channel starts from, loaded once; `notes` explain fallbacks."""
+
+    answer: Any
+    rnn: Any | None
+    ngram: Any | None
+    uniform: Any
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChannelModels:
+    """What answers in one channel: a trained version, or the base models. Never mutated."""
+
+    answer: Any
+    rnn: Any | None
+    model_id: int | None  # the store's row id of the version; None = base model
+    label: str
+    nbytes: int = 0  # memory held beyond the shared base models
+    note: str = ""  # why a fallback happened, shown by !model
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A finished training: the candidate model and whether it beat the old one."""
+
+    model: Any | None  # the new mix; None when cancelled
+    bpc_before: float | None  # held-out bits/char of the old answering model
+    bpc_after: float | None  # ... and of the new one
+    rnn_result: Any  # lm.TrainResult of the recurrent part
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        """What the store and the checkpoint record about this training."""
+        res = self.rnn_result
+        return {"bpc_before": self.bpc_before, "bpc_after": self.bpc_after,
+                "rnn_val_before": res.val_before, "rnn_val_after": res.val_after,
+                "steps": res.steps, "seconds": self.seconds}
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the new model is better on held-out text (only then does it answer)."""
+        return (self.model is not None and self.bpc_after is not None
+                and (self.bpc_before is None or self.bpc_after < self.bpc_before))
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op threads for the process (0 leaves torch's default)."""
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def _ready(model: Any) -> Any:
+    """Put a model in eval mode and do its lazy set-up now, before other threads share it."""
+    model.eval()
+    lm.score(model, "warm up")
+    return model
+
+
+def load_model(name: str) -> Any:
+    """Load a model by name or path, ready to share; raises lm.LmError with a clear message."""
+    return _ready(lm.load(name))
+
+
+def _try_load(name: str, what: str, notes: list[str]) -> Any | None:
+    try:
+        return load_model(name)
+    except lm.LmError as err:
+        log.warning("cannot load the %s %r: %s", what, name, err)
+        notes.append(f"the {what} {name!r} could not be loaded ({err})")
+        return None
+
+
+def part(model: Any, which: str) -> Any | None:
+    """The "rnn" or "ngram" part of a mix (None if it has none, or is not a mix)."""
+    if model.kind != "mix":
+        return None
+    try:
+        return lm.component(model, which)
+    except lm.LmError:
+        return None
+
+
+def load_base(answer: str, rnn: str, ngram: str) -> BaseModels:
+    """Load the shipped models; a missing one falls back (to uniform at worst) and says so.
+
+    An empty `rnn` or `ngram` name means "that part of the `answer` mix".
+    """
+    notes: list[str] = []
+    uniform = load_model("uniform")
+    base = _try_load(answer, "base model", notes)
+    base_rnn = _try_load(rnn, "base RNN", notes) if rnn else base and part(base, "rnn")
+    base_ngram = _try_load(ngram, "base n-gram", notes) if ngram else base and part(base, "ngram")
+    if base is None:
+        base = base_rnn if base_rnn is not None else uniform
+        notes.append(f"answering with {'the base RNN' if base_rnn is not None else 'uniform'}")
+    return BaseModels(base, base_rnn, base_ngram, uniform, tuple(notes))
+
+
+def load_version(folder: Path) -> tuple[Any, Any]:
+    """A channel version's mix and its recurrent part; lm.CheckpointError if unreadable."""
+    mix = load_model(str(folder / MODEL_FILE))
+    rnn = part(mix, "rnn")
+    if rnn is None:
+        raise lm.CheckpointError(f"{folder / MODEL_FILE}: not a channel mix with an RNN part")
+    return mix, rnn
+
+
+def count_ngram(texts: list[str]) -> Any | None:
+    """A channel n-gram counted from its corpus; None when the corpus is too small."""
+    if corpus_symbols(texts) < lm.MIN_TRAIN_CHARS:
+        return None
+    return _ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
+
+
+def corpus_symbols(texts: list[str]) -> int:
+    """Symbols the models see: UTF-8 bytes plus one end-of-message symbol per message."""
+    return sum(len(t.encode("utf-8")) + 1 for t in texts)
+
+
+def generate(model: Any, config: Any, prefix: str) -> list[str]:
+    """Sample continuations of `prefix` (lm.sample)."""
+    return lm.sample(model, config, prefix=prefix)
+
+
+def score_models(models: dict[str, Any], text: str) -> dict[str, Any]:
+    """lm.Score of `text` (end of message included) under each named model."""
+    return {name: lm.score(model, text) for name, model in models.items()}
+
+
+def holdout_split(texts: list[str], val_max_chars: int) -> tuple[list[str], list[str]]:
+    """Split a corpus into training and held-out units, stably (by a hash of each unit).
+
+    A unit stays on the same side across trainings as long as its text is unchanged, so an
+    old model is compared with a new one on text neither was trained on (mostly).
+    """
+    units = [t for t in texts if t.strip()]
+    if len(units) < MIN_UNITS:
+        units = [line for t in units for line in t.splitlines() if line.strip()]
+    if len(units) < MIN_UNITS:
+        size = max(sum(map(len, units)) // MIN_UNITS, 40)
+        units = [u[i:i + size] for u in units for i in range(0, len(u), size)]
+    train, val, val_chars = [], [], 0
+    for unit in units:
+        if zlib.crc32(unit.encode("utf-8")) % VAL_EVERY == 0 and val_chars < val_max_chars:
+            val.append(unit)
+            val_chars += len(unit)
+        else:
+            train.append(unit)
+    while corpus_symbols(val) < MIN_VAL_SYMBOLS and len(train) > 1:
+        val.append(train.pop())  # too little held out by hash: take the newest units too
+    return train, val
+
+
+def bits_per_char(model: Any, units: list[str]) -> float:
+    """Held-out bits per character (end-of-message symbols included) over messages."""
+    scores = [lm.score(model, u) for u in units]
+    chars = sum(s.chars for s in scores)
+    return sum(s.bits for s in scores) / max(chars, 1)
+
+
+def train_channel(texts: list[str], init: Any | None, old_answer: Any, config: Any,
+                  progress: Callable[[Any], None], cancel: threading.Event,
+                  val_max_chars: int, save_to: Path, summary: dict[str, Any]) -> TrainOutcome:
+    """Fine-tune the channel RNN, refit its n-gram, mix them, and compare with `old_answer`.
+
+    `config` is an lm.TrainConfig for the recurrent part (its kind and size are ignored when
+    `init` is given). When the new mix is better on held-out text it is saved in `save_to`
+    (a new folder) with `summary` and the metrics; otherwise nothing is written.
+    """
+    t0 = time.monotonic()
+    train, val = holdout_split(texts, val_max_chars)
+    if corpus_symbols(train) < lm.MIN_TRAIN_CHARS or not val:
+        raise UserError(f"the corpus is too small to train on: {sum(map(len, texts))} "
+                        f"characters; it needs at least about "
+                        f"{math.ceil(lm.MIN_TRAIN_CHARS * VAL_EVERY / (VAL_EVERY - 1))}")
+    rnn_res = lm.train(train, config, init=init, progress=progress, cancel=cancel)
+    if rnn_res.cancelled or cancel.is_set():
+        return TrainOutcome(None, None, None, rnn_res, rnn_res.history, True,
+                            time.monotonic() - t0)
+    ngram = lm.train(train, lm.TrainConfig(kind="ngram")).model
+    mix = _ready(lm.fit_mix([rnn_res.model, ngram], val))
+    before = bits_per_char(old_answer, val)
+    after = bits_per_char(mix, val)
+    out = TrainOutcome(mix, before, after, rnn_res, rnn_res.history, False,
+                       time.monotonic() - t0)
+    if out.adopted:
+        save_to.mkdir(parents=True, exist_ok=False)
+        lm.save(mix, save_to / MODEL_FILE, summary={**summary, **out.metrics()})
+    return out
+
+
+def remove_unlisted(channel_dir: Path, keep: set[str]) -> list[str]:
+    """Delete the version folders of a channel not named in `keep` (pruned, or orphaned by a
+    crash between writing a checkpoint and recording it); the names deleted."""
+    if not channel_dir.is_dir():
+        return []
+    gone = [d.name for d in channel_dir.iterdir() if d.is_dir() and d.name not in keep]
+    for name in gone:
+        shutil.rmtree(channel_dir / name, ignore_errors=True)
+    if not any(channel_dir.iterdir()):
+        channel_dir.rmdir()
+    return gone
+
+
+def model_nbytes(model: Any) -> int:
+    """Memory a model holds, in bytes: parameters, buffers and numpy tables it keeps."""
+    if model is None:
+        return 0
+    total = 0
+    for module in model.modules():
+        for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+            total += t.numel() * t.element_size()
+        total += sum(_array_bytes(v) for v in vars(module).values())
+    return total
+
+
+def _array_bytes(value: Any, depth: int = 0) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, torch.Tensor) or depth > 1:
+        return 0
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(_array_bytes(getattr(value, f), depth + 1) for f in value.__dataclass_fields__)
+    return 0

@@ -1,0 +1,65 @@
+"""The contract between the core and every front: what comes in, what goes out.
+
+Fronts build an `Incoming` per platform message, hand the core a `Responder`, and render each
+`Reply` (text, plus PNG files where the platform can show them). Names here are stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file attached to an incoming message (e.g. a `.txt` for `!learn`)."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message from a platform, normalised."""
+
+    platform: str  # "console" | "discord" | "slack"
+    channel_id: str
+    author_id: str
+    author_name: str
+    text: str
+    message_id: str | None = None
+    author_is_bot: bool = False
+    may_moderate: bool = False
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplyFile:
+    """A file to show with a reply; `data` is PNG bytes."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the core answers: text already sanitised and fitted to the length limit, and files."""
+
+    text: str
+    files: tuple[ReplyFile, ...] = ()
+
+
+class Sent(Protocol):
+    """A message the front has sent, which the core may edit later (training progress).
+
+    An edit may carry files (the final loss curve); a front that cannot attach files to an edit
+    sends them in a new message instead.
+    """
+
+    async def edit(self, reply: Reply) -> None: ...
+
+
+class Responder(Protocol):
+    """Given by the front for one incoming message: sends replies into the same channel."""
+
+    async def send(self, reply: Reply) -> Sent: ...

@@ -1,0 +1,87 @@
+"""Pictures as PNG bytes (matplotlib, Agg): a per-character surprisal strip and a loss curve.
+
+Figures are built with `matplotlib.figure.Figure`, never pyplot, so no global state is shared
+between the pool's threads. Call these on the worker pool: each takes tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+
+from bot.safety import show_char  # noqa: E402
+
+log = logging.getLogger(__name__)
+MAX_STRIP_CHARS = 120  # characters drawn in one surprisal strip
+NATS_TO_BITS = 1 / math.log(2)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # glyphs missing from the font (emoji) draw as boxes
+        fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _label(ch: str) -> str:
+    """A tick label for one character ('\\n' and invisible characters spelled out)."""
+    if ch == "\n":
+        return "\\n"
+    shown = show_char(ch)
+    return shown[1:-1] if shown.startswith("'") and len(shown) == 3 else shown
+
+
+def surprisal_strip(rows: dict[str, Sequence[tuple[str, float]]]) -> bytes:
+    """A heat strip of bits per character, one row per model; PNG bytes.
+
+    rows: model name -> [(character, bits)] over the same characters.
+    """
+    names = list(rows)
+    chars = [c for c, _ in rows[names[0]]][:MAX_STRIP_CHARS]
+    grid = [[b for _, b in rows[n]][: len(chars)] for n in names]  # [models, chars] bits
+    width = min(max(3.0 + 0.22 * len(chars), 5.0), 28.0)
+    fig = Figure(figsize=(width, 1.0 + 0.5 * len(names)))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, aspect="auto", cmap="magma_r", vmin=0.0,
+                      vmax=max(8.0, max((max(r) for r in grid if r), default=8.0)))
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(len(chars)), [_label(c) for c in chars], fontsize=8)
+    ax.set_title("surprisal per character (bits; darker = more surprising)", fontsize=9)
+    fig.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def loss_curve(history: Sequence[tuple[int, float, float]], before: float | None,
+               after: float | None) -> bytes:
+    """Training and validation loss against steps (bits/char), with held-out marks; PNG bytes.
+
+    history: (step, train loss, validation loss) in nats per symbol, as lm.train reports them.
+    before/after: held-out bits/char of the old and new answering models.
+    """
+    fig = Figure(figsize=(6.0, 3.5))
+    ax = fig.add_subplot()
+    if history:
+        steps = [h[0] for h in history]
+        ax.plot(steps, [h[1] * NATS_TO_BITS for h in history], label="train (RNN)")
+        ax.plot(steps, [h[2] * NATS_TO_BITS for h in history], marker="o", label="validation (RNN)")
+    for value, name, style in ((before, "held-out, old model", ":"),
+                               (after, "held-out, new mix", "--")):
+        if value is not None:
+            ax.axhline(value, linestyle=style, color="grey" if style == ":" else "green",
+                       label=f"{name}: {value:.3f}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per character")
+    ax.set_title("channel fine-tune", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,59 @@
+"""Make outgoing text safe on every platform: no mentions, no control characters, within length.
+
+Mentions are neutralised by a zero-width space after the trigger character, so the text still
+reads the same but no platform parses it as `@everyone`, `@here`, `<@id>`, `<@!id>`, `<@&id>`,
+`<#id>` (Discord) or `<!channel>` / `<@U...>` (Slack). Fronts add their own guard on top
+(Discord's `allowed_mentions`, Slack's escaping).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+ZWSP = "\u200b"
+ELLIPSIS = "…"
+_MASS = re.compile(r"@(?=everyone|here|channel)", re.IGNORECASE)
+_ANGLE = re.compile(r"<(?=[@#!:]|a:|t:)")
+# Control characters other than newline and tab; NUL would end a C string on some platforms.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def neutralise_mentions(text: str) -> str:
+    """Break every mention syntax with a zero-width space; visible text is unchanged."""
+    text = _MASS.sub("@" + ZWSP, text)
+    return _ANGLE.sub("<" + ZWSP, text)
+
+
+def printable(text: str) -> str:
+    """Replace control characters (NUL included) by U+FFFD; keep newlines and tabs."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def fit(text: str, limit: int) -> str:
+    """Cut text to at most `limit` characters, ending with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    # Keep a closing code fence if the cut left one open (Discord would show raw text).
+    if cut.count("```") % 2 == 1:
+        cut = cut[: limit - 5] + ELLIPSIS + "\n```"
+        return cut
+    return cut + ELLIPSIS
+
+
+def safe_text(text: str, limit: int) -> str:
+    """Everything the core sends: printable, mention-free, at most `limit` characters."""
+    return fit(neutralise_mentions(printable(text)), limit)
+
+
+def show_char(ch: str) -> str:
+    """A character as a reader can see it: invisible and control characters by code point."""
+    if ch == " ":
+        return "' '"
+    if len(ch) != 1:  # a marker such as "<end>"
+        return ch
+    category = unicodedata.category(ch)
+    if category[0] in "CZ" or category == "Mn":
+        return f"U+{ord(ch):04X}"
+    return repr(ch)

@@ -1,0 +1,199 @@
+"""Settings: the only module that reads the environment (and `.env`, through python-dotenv).
+
+Every setting has a default; `.env.example` lists them all. `Settings` is frozen and passed as an
+argument; tests build one with `Settings(...)` or `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of the bot core and its fronts; `ENV_TABLE` documents each field.
+
+    Times are in seconds, sizes in characters, unless the name says otherwise.
+    """
+
+    # Where things live.
+    db_path: Path = Path("data/bot.db")
+    checkpoint_dir: Path = Path("data/channels")
+    plots_dir: Path = Path("out/plots")
+    # The shipped models: a name lm.load knows, or a checkpoint path.
+    base_model: str = "base"
+    base_rnn: str = ""
+    base_ngram: str = ""
+    command_prefix: str = "!"
+    # Worker pool.
+    sample_workers: int = 2
+    queue_limit: int = 16
+    train_queue_limit: int = 2
+    model_cache_mb: float = 512.0
+    torch_threads: int = 0
+    # Cooldowns: at most RATE commands per PER seconds; rate 0 turns a cooldown off.
+    cooldown_user_rate: int = 5
+    cooldown_user_per: float = 10.0
+    cooldown_channel_rate: int = 20
+    cooldown_channel_per: float = 10.0
+    # Caps.
+    max_message_chars: int = 4000
+    max_corpus_chars: int = 2_000_000
+    max_attachment_bytes: int = 1_000_000
+    max_prob_chars: int = 2000
+    max_babble_chars: int = 1000
+    max_babble_n: int = 5
+    reply_max_chars: int = 2000
+    # Training.
+    train_minutes: float = 1.0
+    train_max_minutes: float = 10.0
+    train_max_steps: int = 0
+    train_kind: str = "gru"
+    train_hidden: int = 256
+    train_eval_every: int = 25
+    train_val_max_chars: int = 20_000
+    progress_edit_s: float = 2.0
+    keep_versions: int = 5
+    ngram_refresh_s: float = 30.0
+    # Storage.
+    listen_flush_s: float = 2.0
+    listen_batch: int = 100
+    db_busy_timeout_s: float = 5.0
+    log_level: str = "INFO"
+    # Discord front (read here so that only this module touches the environment).
+    discord_token: str = field(default="", repr=False)  # secret: kept out of repr and logs
+    discord_test_guild: str = ""
+    discord_mod_role: str = ""
+    shard_count: int = 0
+    shard_ids: tuple[int, ...] = ()
+
+    def without_cooldowns(self) -> Settings:
+        """A copy with both cooldowns off (the console has one local user)."""
+        return dataclasses.replace(self, cooldown_user_rate=0, cooldown_channel_rate=0)
+
+
+# (environment name, field, what it means), in the order of `.env.example`.
+ENV_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("BOT_DB", "db_path", "the SQLite database file"),
+    ("BOT_CHECKPOINTS", "checkpoint_dir", "folder of channel model versions"),
+    ("BOT_PLOTS_DIR", "plots_dir", "where the console front writes PNG pictures"),
+    ("BASE_MODEL", "base_model", "answers where a channel has no model of its own"),
+    ("BASE_RNN", "base_rnn",
+     "start of every channel fine-tune, RNN column of !prob; empty = the RNN part of BASE_MODEL"),
+    ("BASE_NGRAM", "base_ngram",
+     "Markov column of !prob without a channel corpus; empty = the n-gram part of BASE_MODEL"),
+    ("COMMAND_PREFIX", "command_prefix", "prefix of text commands"),
+    ("SAMPLE_WORKERS", "sample_workers", "threads that sample and score"),
+    ("QUEUE_LIMIT", "queue_limit", "sample/score jobs waiting or running before 'busy'"),
+    ("TRAIN_QUEUE_LIMIT", "train_queue_limit", "trainings waiting or running before 'busy'"),
+    ("MODEL_CACHE_MB", "model_cache_mb", "LRU cap on loaded channel models, in MiB"),
+    ("TORCH_THREADS", "torch_threads", "torch intra-op threads; 0 keeps torch's default"),
+    ("COOLDOWN_USER_RATE", "cooldown_user_rate", "commands per user and channel; 0 = off"),
+    ("COOLDOWN_USER_PER_S", "cooldown_user_per", "... per this many seconds"),
+    ("COOLDOWN_CHANNEL_RATE", "cooldown_channel_rate", "commands per channel; 0 = off"),
+    ("COOLDOWN_CHANNEL_PER_S", "cooldown_channel_per", "... per this many seconds"),
+    ("MAX_MESSAGE_CHARS", "max_message_chars", "longest message stored, in characters"),
+    ("MAX_CORPUS_CHARS", "max_corpus_chars", "largest corpus of one channel, in characters"),
+    ("MAX_ATTACHMENT_BYTES", "max_attachment_bytes", "largest .txt upload to !learn, in bytes"),
+    ("MAX_PROB_CHARS", "max_prob_chars", "longest sentence !prob scores, in characters"),
+    ("MAX_BABBLE_CHARS", "max_babble_chars", "largest --len of !babble and !continue"),
+    ("MAX_BABBLE_N", "max_babble_n", "largest --n of !babble and !continue"),
+    ("REPLY_MAX_CHARS", "reply_max_chars", "the platform's message length limit"),
+    ("TRAIN_MINUTES", "train_minutes", "default budget of !train, in minutes"),
+    ("TRAIN_MAX_MINUTES", "train_max_minutes", "largest --minutes of !train"),
+    ("TRAIN_MAX_STEPS", "train_max_steps", "also stop training after this many steps; 0 = no cap"),
+    ("TRAIN_KIND", "train_kind", "kind of a channel RNN trained from scratch (no base RNN)"),
+    ("TRAIN_HIDDEN", "train_hidden", "its hidden size (fine-tunes keep the base's size)"),
+    ("TRAIN_EVAL_EVERY", "train_eval_every", "training steps between validations (and progress)"),
+    ("TRAIN_VAL_MAX_CHARS", "train_val_max_chars", "held-out text that decides adoption"),
+    ("PROGRESS_EDIT_S", "progress_edit_s", "least seconds between edits of a progress message"),
+    ("KEEP_VERSIONS", "keep_versions", "model versions kept on disk per channel"),
+    ("NGRAM_REFRESH_S", "ngram_refresh_s", "least seconds between recounts of a channel n-gram"),
+    ("LISTEN_FLUSH_S", "listen_flush_s", "seconds between batched writes of listened messages"),
+    ("LISTEN_BATCH", "listen_batch", "write earlier when this many messages are pending"),
+    ("DB_BUSY_TIMEOUT_S", "db_busy_timeout_s", "how long to wait for a locked database"),
+    ("LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR"),
+    ("DISCORD_TOKEN", "discord_token", "set it to run the Discord front (secret, never logged)"),
+    ("DISCORD_TEST_GUILD", "discord_test_guild", "guild id where slash commands sync at once"),
+    ("DISCORD_MOD_ROLE", "discord_mod_role", "name of a role whose members may moderate"),
+    ("SHARD_COUNT", "shard_count", "total Discord shards; 0 = let discord.py decide"),
+    ("SHARD_IDS", "shard_ids", "comma-separated shard ids this process runs"),
+)
+ENV_NAMES: dict[str, str] = {env: name for env, name, _ in ENV_TABLE}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _convert(env_name: str, name: str, raw: str) -> object:
+    """Turn the text of one setting into its field's type, or raise SettingsError."""
+    default = _FIELDS[name].default
+    raw = raw.strip()
+    try:
+        if isinstance(default, Path):
+            return Path(raw)
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            return tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}.get(type(default), "a list of integers")
+        shown = "(hidden)" if env_name == "DISCORD_TOKEN" else repr(raw)
+        raise SettingsError(f"setting {env_name} must be {kind}, got {shown}") from None
+    return raw
+
+
+def _check(settings: Settings) -> None:
+    """Reject values that parse but make no sense (negative sizes, zero workers)."""
+    positive = ("sample_workers", "queue_limit", "train_queue_limit", "max_message_chars",
+                "max_corpus_chars", "max_attachment_bytes", "max_prob_chars",
+                "max_babble_chars", "max_babble_n", "reply_max_chars", "listen_batch",
+                "keep_versions", "train_hidden", "train_eval_every")
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            env = next(k for k, v in ENV_NAMES.items() if v == name)
+            raise SettingsError(f"setting {env} must be positive, got {getattr(settings, name)}")
+    if settings.model_cache_mb <= 0 or settings.train_minutes <= 0:
+        raise SettingsError("settings MODEL_CACHE_MB and TRAIN_MINUTES must be positive")
+    if not settings.command_prefix or settings.reply_max_chars < 100:
+        raise SettingsError("COMMAND_PREFIX must be non-empty and REPLY_MAX_CHARS at least 100")
+
+
+def load_settings(env_file: str | Path | None = ".env",
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (default: the process environment, after loading `.env`).
+
+    A variable already set in the environment wins over the same name in `.env`.
+    """
+    if environ is None:
+        if env_file is not None and Path(env_file).is_file():
+            from dotenv import load_dotenv
+
+            load_dotenv(env_file, override=False)
+        environ = os.environ
+    values = {name: _convert(env, name, environ[env])
+              for env, name in ENV_NAMES.items() if environ.get(env, "").strip()}
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def env_example() -> str:
+    """The text of `.env.example`: every setting with its default."""
+    lines = ["# Settings of the bot. Every value shown is the default; copy to .env and edit.",
+             "# Variables set in the environment win over this file."]
+    for env, name, doc in ENV_TABLE:
+        default = _FIELDS[name].default
+        if isinstance(default, tuple):
+            default = ",".join(str(x) for x in default)
+        lines += ["", f"# {doc}", f"{env}={default}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,354 @@
+"""The only module that speaks SQL: channels, their corpora and their model versions.
+
+One long-lived aiosqlite connection (its own thread), WAL mode, a busy timeout, a schema
+versioned with `PRAGMA user_version` and migrated forward at open. Parameters only.
+Channels are keyed by (platform, channel id), so platforms share one file and never each other's
+rows. Checkpoints are files; the `models` table points at their folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+# Each entry migrates the schema from version i to i + 1; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE channels (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        channel_key TEXT NOT NULL,
+        listening INTEGER NOT NULL DEFAULT 0,
+        active_model INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        corpus_rev INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        UNIQUE (platform, channel_key)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        channel INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+        platform_msg_id TEXT,
+        part INTEGER NOT NULL DEFAULT 0,
+        author_id TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        chars INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (channel, platform_msg_id, part)
+    );
+    CREATE INDEX messages_by_author ON messages (channel, author_id);
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        channel INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (channel, version)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """A channel: its row id, platform key, and settings."""
+
+    id: int
+    platform: str
+    key: str
+    listening: bool
+    active_model: int | None
+    corpus_rev: int
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A piece of text to add to a channel's corpus."""
+
+    author_id: str
+    author_name: str
+    text: str
+    source: str  # "learn" | "file" | "listen" | "import"
+    platform_msg_id: str | None = None
+    part: int = 0
+    created_at: float | None = None  # seconds since the epoch; now when None
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """Size of a channel's corpus."""
+
+    messages: int
+    chars: int
+    contributors: int
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One trained model version of a channel; `path` is the folder of its checkpoints."""
+
+    id: int
+    channel: int
+    version: int
+    path: str
+    kind: str
+    metrics: dict[str, Any]
+    created_at: float
+
+
+def _model(row: Sequence[Any]) -> ModelRow:
+    return ModelRow(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+
+
+_MODEL_COLS = "id, channel, version, path, kind, metrics, created_at"
+
+
+class Store:
+    """Async access to the bot's database. Create with `await Store.open(path)`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._write = asyncio.Lock()  # one connection: transactions must not interleave
+
+    @classmethod
+    async def open(cls, path: Path, busy_timeout_s: float = 5.0) -> Store:
+        """Open (creating if needed) and migrate the database; StoreError if locked or foreign."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        store = cls(db, path)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await store._migrate()
+        except sqlite3.OperationalError as err:
+            await db.close()
+            if "locked" in str(err) or "busy" in str(err):
+                raise StoreError(f"database {path} is locked by another process (waited "
+                                 f"{busy_timeout_s:g} s); is another bot running on it?") from None
+            raise StoreError(f"cannot open database {path}: {err}") from None
+        except sqlite3.DatabaseError as err:
+            await db.close()
+            raise StoreError(f"cannot open database {path}: {err}") from None
+        return store
+
+    async def close(self) -> None:
+        """Close the connection (pending transactions are already committed)."""
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION; also proves at start that we can write."""
+        async with self._tx() as db:
+            async with db.execute("PRAGMA user_version") as cur:
+                (version,) = await cur.fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"database {self.path} has schema version {version}, newer than "
+                                 f"this bot's {SCHEMA_VERSION}; upgrade the bot")
+            for i in range(version, SCHEMA_VERSION):
+                log.info("migrating %s: schema %d -> %d", self.path, i, i + 1)
+                for statement in MIGRATIONS[i].split(";"):
+                    if statement.strip():
+                        await db.execute(statement)
+            if version < SCHEMA_VERSION:
+                await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # Channels.
+
+    async def find_channel(self, platform: str, key: str) -> ChannelRow | None:
+        """The channel's row, or None if it was never seen."""
+        row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
+                              "corpus_rev FROM channels WHERE platform = ? AND channel_key = ?",
+                              (platform, key))
+        return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
+                                                    row[4], row[5])
+
+    async def channel(self, platform: str, key: str) -> ChannelRow:
+        """The channel's row, created on first sight."""
+        found = await self.find_channel(platform, key)
+        if found is not None:
+            return found
+        async with self._tx() as db:
+            await db.execute("INSERT OR IGNORE INTO channels (platform, channel_key, created_at) "
+                             "VALUES (?, ?, ?)", (platform, key, time.time()))
+        found = await self.find_channel(platform, key)
+        assert found is not None
+        return found
+
+    async def set_listening(self, channel: int, on: bool) -> None:
+        """Turn listening on or off for a channel."""
+        async with self._tx() as db:
+            await db.execute("UPDATE channels SET listening = ? WHERE id = ?", (int(on), channel))
+
+    async def corpus_rev(self, channel: int) -> int:
+        """A counter that changes whenever the channel's corpus changes."""
+        row = await self._one("SELECT corpus_rev FROM channels WHERE id = ?", (channel,))
+        return 0 if row is None else row[0]
+
+    # Corpus.
+
+    async def add_messages(self, channel: int, messages: Sequence[NewMessage]) -> int:
+        """Insert messages (a platform message id already stored is skipped); the count added."""
+        now = time.time()
+        rows = [(channel, m.platform_msg_id, m.part, m.author_id, m.author_name, m.source,
+                 m.text, len(m.text), m.created_at or now) for m in messages]
+        async with self._tx() as db:
+            before = db.total_changes
+            await db.executemany(
+                "INSERT OR IGNORE INTO messages (channel, platform_msg_id, part, author_id, "
+                "author_name, source, text, chars, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows)
+            added = db.total_changes - before
+            if added:
+                await self._bump(db, channel)
+        return added
+
+    @staticmethod
+    async def _bump(db: aiosqlite.Connection, channel: int) -> None:
+        await db.execute("UPDATE channels SET corpus_rev = corpus_rev + 1 WHERE id = ?",
+                         (channel,))
+
+    async def corpus_stats(self, channel: int) -> CorpusStats:
+        """Messages, characters and distinct contributors of a channel's corpus."""
+        row = await self._one("SELECT COUNT(*), COALESCE(SUM(chars), 0), COUNT(DISTINCT "
+                              "author_id) FROM messages WHERE channel = ?", (channel,))
+        return CorpusStats(row[0], row[1], row[2])
+
+    async def corpus_texts(self, channel: int) -> list[str]:
+        """All texts of a channel's corpus, oldest first."""
+        rows = await self._all("SELECT text FROM messages WHERE channel = ? ORDER BY id",
+                               (channel,))
+        return [r[0] for r in rows]
+
+    async def delete_platform_message(self, channel: int, platform_msg_id: str) -> int:
+        """Remove every part stored for one platform message; the number of rows removed."""
+        return await self._delete("DELETE FROM messages WHERE channel = ? AND platform_msg_id = ?",
+                                  channel, (channel, platform_msg_id))
+
+    async def edit_platform_message(self, channel: int, platform_msg_id: str, text: str) -> int:
+        """Replace the text of a listened or imported message; the number of rows changed."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE messages SET text = ?, chars = ? WHERE channel = ? AND platform_msg_id = ? "
+                "AND part = 0 AND source IN ('listen', 'import')",
+                (text, len(text), channel, platform_msg_id))
+            if cur.rowcount:
+                await self._bump(db, channel)
+            return cur.rowcount
+
+    async def forget_author(self, channel: int, author_id: str) -> int:
+        """Remove everything one author contributed to a channel; the number of rows removed."""
+        return await self._delete("DELETE FROM messages WHERE channel = ? AND author_id = ?",
+                                  channel, (channel, author_id))
+
+    async def _delete(self, sql: str, channel: int, params: Sequence[Any]) -> int:
+        async with self._tx() as db:
+            cur = await db.execute(sql, params)
+            if cur.rowcount:
+                await self._bump(db, channel)
+            return cur.rowcount
+
+    async def forget_channel(self, channel: int) -> tuple[int, list[str]]:
+        """Empty a channel's corpus and drop its models: (messages removed, model folders)."""
+        async with self._tx() as db:
+            paths = [r[0] for r in await self._all("SELECT path FROM models WHERE channel = ?",
+                                                    (channel,))]
+            await db.execute("UPDATE channels SET active_model = NULL WHERE id = ?", (channel,))
+            await db.execute("DELETE FROM models WHERE channel = ?", (channel,))
+            cur = await db.execute("DELETE FROM messages WHERE channel = ?", (channel,))
+            await self._bump(db, channel)
+            return cur.rowcount, paths
+
+    # Model versions.
+
+    async def add_model(self, channel: int, path: str, kind: str,
+                        metrics: dict[str, Any]) -> ModelRow:
+        """Record a new model version of a channel and make it the active one."""
+        async with self._tx() as db:
+            row = await self._one("SELECT COALESCE(MAX(version), 0) + 1 FROM models "
+                                  "WHERE channel = ?", (channel,))
+            cur = await db.execute(
+                "INSERT INTO models (channel, version, path, kind, metrics, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (channel, row[0], path, kind, json.dumps(metrics), time.time()))
+            await db.execute("UPDATE channels SET active_model = ? WHERE id = ?",
+                             (cur.lastrowid, channel))
+            model_id = cur.lastrowid
+        found = await self._one(f"SELECT {_MODEL_COLS} FROM models WHERE id = ?", (model_id,))
+        return _model(found)
+
+    async def active_model(self, channel: int) -> ModelRow | None:
+        """The channel's active model version, or None when it answers with the base model."""
+        row = await self._one(f"SELECT {_MODEL_COLS} FROM models WHERE id = "
+                              "(SELECT active_model FROM channels WHERE id = ?)", (channel,))
+        return None if row is None else _model(row)
+
+    async def models(self, channel: int) -> list[ModelRow]:
+        """All stored versions of a channel, oldest first."""
+        rows = await self._all(f"SELECT {_MODEL_COLS} FROM models WHERE channel = ? "
+                               "ORDER BY version", (channel,))
+        return [_model(r) for r in rows]
+
+    async def rollback(self, channel: int) -> ModelRow | None:
+        """Activate the version before the active one (None: back to the base model)."""
+        async with self._tx() as db:
+            row = await self._one(
+                f"SELECT {_MODEL_COLS} FROM models WHERE channel = ? AND version < "
+                "(SELECT version FROM models WHERE id = (SELECT active_model FROM channels "
+                "WHERE id = ?)) ORDER BY version DESC LIMIT 1", (channel, channel))
+            previous = None if row is None else _model(row)
+            await db.execute("UPDATE channels SET active_model = ? WHERE id = ?",
+                             (None if previous is None else previous.id, channel))
+        return previous
+
+    async def prune_models(self, channel: int, keep: int) -> list[str]:
+        """Drop all but the newest `keep` versions (never the active one); their folders."""
+        async with self._tx() as db:
+            rows = await self._all(
+                "SELECT id, path FROM models WHERE channel = ? AND id IS NOT (SELECT "
+                "active_model FROM channels WHERE id = ?) ORDER BY version DESC LIMIT -1 "
+                "OFFSET ?", (channel, channel, max(keep - 1, 0)))
+            await db.executemany("DELETE FROM models WHERE id = ?", [(r[0],) for r in rows])
+        return [r[1] for r in rows]
+
+    async def model_paths(self) -> set[str]:
+        """Every checkpoint folder the database points at (to spot orphans from a crash)."""
+        return {r[0] for r in await self._all("SELECT path FROM models")}

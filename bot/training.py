@@ -1,0 +1,210 @@
+"""`!train`: fine-tune a channel's model in the background, one training per channel.
+
+The recurrent part is fine-tuned from the channel's current RNN (the base RNN at first) on the
+training worker; the channel's n-gram is refit by counting; the two are mixed with weights fitted
+on held-out text. The new mix replaces the old model only if it scores better on that held-out
+text. One progress message is edited as training goes; the last edit carries the loss curve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lm
+from bot import engine, plots
+from bot.channel_models import ChannelModelSource
+from bot.engine import TrainOutcome
+from bot.errors import Busy, UserError
+from bot.messages import Reply, ReplyFile, Responder, Sent
+from bot.pool import WorkerPool
+from bot.settings import Settings
+from bot.store import ChannelRow, Store
+
+log = logging.getLogger(__name__)
+LN2 = math.log(2)
+
+
+@dataclass
+class TrainJob:
+    """A running training: who started it, how to stop it, and its progress message."""
+
+    channel: ChannelRow
+    started_by: str
+    sent: Sent
+    cancel: threading.Event = field(default_factory=threading.Event)
+    latest: Any = None  # the last lm.Progress reported
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    shutting_down: bool = False
+
+
+def channel_folder(channel: ChannelRow) -> str:
+    """A channel's folder name under the checkpoint directory: readable and unique."""
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", channel.key)[:40]
+    crc = zlib.crc32(f"{channel.platform}\0{channel.key}".encode())
+    return f"{channel.platform}-{slug}-{crc:08x}"
+
+
+def progress_text(job: TrainJob) -> str:
+    """The progress message: percent of the budget, step, validation loss."""
+    p = job.latest
+    if p is None:
+        return f"training this channel's model (started by {job.started_by}): starting…"
+    val = "" if p.val_loss is None else f" · validation {p.val_loss / LN2:.3f} bits/symbol"
+    return (f"training this channel's model (started by {job.started_by}): "
+            f"{min(p.fraction, 1.0):.0%} · step {p.step}{val} · {p.seconds:.0f} s")
+
+
+class Trainer:
+    """Starts, reports and cancels channel trainings. Use from the event loop."""
+
+    def __init__(self, settings: Settings, pool: WorkerPool, store: Store,
+                 models: ChannelModelSource) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._store = store
+        self._models = models
+        self.jobs: dict[int, TrainJob] = {}
+
+    def config(self, minutes: float) -> Any:
+        """The lm.TrainConfig of a channel training with a budget of `minutes`."""
+        s = self._settings
+        return lm.TrainConfig(kind=s.train_kind, hidden=s.train_hidden, minutes=minutes,
+                              max_steps=s.train_max_steps or None,
+                              eval_every=s.train_eval_every, seed=0)
+
+    async def start(self, channel: ChannelRow, author: str, responder: Responder,
+                    minutes: float) -> None:
+        """Check the request, send the progress message, and start the training task."""
+        running = self.jobs.get(channel.id)
+        if running is not None:
+            raise UserError(f"a training is already running here (started by "
+                            f"{running.started_by}); `!train cancel` stops it")
+        if self._pool.pending[1] >= self._settings.train_queue_limit:
+            raise Busy("the training worker")
+        texts = await self._store.corpus_texts(channel.id)
+        need = lm.MIN_TRAIN_CHARS
+        if engine.corpus_symbols(texts) < need:
+            raise UserError(f"this channel's corpus is too small to train on: "
+                            f"{sum(map(len, texts)):,} characters; it needs at least about "
+                            f"{need:,}. Add text with `!learn` or `!listen on`")
+        current = await self._models.for_channel(channel)
+        sent = await responder.send(Reply(f"training this channel's model (started by "
+                                          f"{author}, up to {minutes:g} min): starting…"))
+        job = self.jobs[channel.id] = TrainJob(channel, author, sent)
+        job.task = asyncio.create_task(self._run(job, texts, current.rnn, current.answer, minutes),
+                                       name=f"train-{channel.id}")
+
+    def cancel(self, channel: ChannelRow) -> bool:
+        """Ask the channel's training to stop; False when none is running."""
+        job = self.jobs.get(channel.id)
+        if job is None:
+            return False
+        job.cancel.set()
+        return True
+
+    async def close(self) -> None:
+        """Cancel every training and wait until each has reported."""
+        for job in self.jobs.values():
+            job.shutting_down = True
+            job.cancel.set()
+        tasks = [j.task for j in self.jobs.values() if j.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, job: TrainJob, texts: list[str], init: Any, old: Any,
+                   minutes: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def progress(p: Any) -> None:  # called on the training thread
+            loop.call_soon_threadsafe(self._progressed, job, p)
+
+        editor = asyncio.create_task(self._edit_progress(job))
+        rel = f"{channel_folder(job.channel)}/{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns()}"
+        summary = {"channel": f"{job.channel.platform}:{job.channel.key}",
+                   "corpus_chars": sum(map(len, texts))}
+        try:
+            outcome = await self._pool.run_training(
+                engine.train_channel, texts, init, old, self.config(minutes), progress,
+                job.cancel, self._settings.train_val_max_chars,
+                self._settings.checkpoint_dir / rel, summary)
+            final = await self._finish(job, outcome, rel, summary)
+        except (UserError, lm.LmError, Busy) as err:
+            final = Reply(f"training did not run: {err}")
+        except Exception:
+            log.exception("training of channel %d failed", job.channel.id)
+            final = Reply("training failed with an internal error (logged); the model is "
+                          "unchanged")
+        finally:
+            editor.cancel()
+            del self.jobs[job.channel.id]
+        await self._edit(job, final)
+
+    def _progressed(self, job: TrainJob, p: Any) -> None:
+        job.latest = p
+        job.changed.set()
+
+    async def _edit_progress(self, job: TrainJob) -> None:
+        """Edit the progress message when training reports, at most every progress_edit_s."""
+        while True:
+            await job.changed.wait()
+            job.changed.clear()
+            await self._edit(job, Reply(progress_text(job)))
+            await asyncio.sleep(self._settings.progress_edit_s)
+
+    async def _edit(self, job: TrainJob, reply: Reply) -> None:
+        try:
+            await job.sent.edit(reply)
+        except Exception:  # the message may be gone; training goes on regardless
+            log.exception("could not edit the training message of channel %d", job.channel.id)
+
+    async def _finish(self, job: TrainJob, out: TrainOutcome, rel: str,
+                      summary: dict[str, Any]) -> Reply:
+        """Adopt or refuse the trained model; the final text of the progress message."""
+        res = out.rnn_result
+        if out.cancelled:
+            why = "the bot is shutting down" if job.shutting_down else "`!train cancel`"
+            return Reply(f"training cancelled by {why} after {res.steps} steps "
+                         f"({out.seconds:.0f} s); the model is unchanged")
+        files = await self._curve(out)
+        head = (f"training done in {out.seconds:.0f} s ({res.steps} steps): held-out "
+                f"{out.bpc_before:.3f} → {out.bpc_after:.3f} bits/char")
+        if not out.adopted:
+            return Reply(f"{head}. The new model is not better on held-out text, so the "
+                         "current one stays.", files)
+        row = await self._store.add_model(job.channel.id, rel, out.model.kind,
+                                          {**summary, **out.metrics()})
+        self._models.adopt(job.channel, row, out.model)
+        await self._store.prune_models(job.channel.id, self._settings.keep_versions)
+        await self.tidy(job.channel)
+        return Reply(f"{head}. Model v{row.version} answers here now (`!model rollback` goes "
+                     "back).", files)
+
+    async def _curve(self, out: TrainOutcome) -> tuple[ReplyFile, ...]:
+        try:
+            png = await self._pool.run(plots.loss_curve, out.history, out.bpc_before,
+                                       out.bpc_after)
+        except Busy:
+            log.warning("no loss curve: the workers are busy")
+            return ()
+        return (ReplyFile("loss-curve.png", png),)
+
+    async def tidy(self, channel: ChannelRow) -> None:
+        """Delete checkpoint folders of the channel that the database no longer points at."""
+        keep = {Path(m.path).name for m in await self._store.models(channel.id)}
+        folder = self._settings.checkpoint_dir / channel_folder(channel)
+        try:
+            gone = await self._pool.run(engine.remove_unlisted, folder, keep)
+        except Busy:
+            log.warning("workers busy: old checkpoints of %s stay until the next tidy", folder)
+            return
+        if gone:
+            log.info("deleted %d old checkpoint folder(s) in %s", len(gone), folder)
