@@ -119,6 +119,10 @@ class Core:
         await svc.store.close()
         log.info("core closed")
 
+    async def wait_trainings(self) -> None:
+        """Wait until every running training has finished and edited its message."""
+        await self.services.trainer.wait()
+
     def is_command(self, text: str) -> bool:
         """Whether `text` would be taken as a command."""
         return split_command(text, self.settings.command_prefix) is not None

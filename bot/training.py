@@ -112,13 +112,17 @@ class Trainer:
         job.cancel.set()
         return True
 
+    async def wait(self) -> None:
+        """Wait until every running training has finished and reported."""
+        tasks = [j.task for j in self.jobs.values() if j.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel every training and wait until each has reported."""
         for job in self.jobs.values():
             job.shutting_down = True
             job.cancel.set()
-        tasks = [j.task for j in self.jobs.values() if j.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.wait()
 
     async def _run(self, job: TrainJob, texts: list[str], init: Any, old: Any,
                    minutes: float) -> None:

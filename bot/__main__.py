@@ -1,0 +1,90 @@
+"""`python -m bot`: the console chat without DISCORD_TOKEN (or with --console), else Discord."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bot.errors import SettingsError, StoreError
+from bot.settings import Settings, load_settings
+
+log = logging.getLogger("bot")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments; settings themselves come from the environment and `.env`."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("--console", action="store_true",
+                        help="chat in the terminal even when DISCORD_TOKEN is set")
+    parser.add_argument("--channel", default="console",
+                        help="console channel name (each has its own corpus and model)")
+    parser.add_argument("--db", type=Path, help="database file (overrides BOT_DB)")
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    return parser.parse_args(argv)
+
+
+async def run_console(settings: Settings, channel: str) -> int:
+    """Run the console front until end of input or SIGTERM/SIGINT; the exit status."""
+    from bot.console import ConsoleFront  # heavy imports (torch) only now
+    from bot.core import Core
+
+    core = await Core.open(settings.without_cooldowns())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        chat = asyncio.create_task(ConsoleFront(core, channel).run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({chat, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.info("signal received: shutting down")
+            chat.cancel()
+        stopper.cancel()
+        await asyncio.gather(chat, stopper, return_exceptions=True)
+    finally:
+        await core.close()
+    return 0
+
+
+def run_discord(settings: Settings) -> int:
+    """Hand over to the Discord front, if this tree has one."""
+    try:
+        import bot.discord_front as front
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("bot.discord_front"):
+            print("error: DISCORD_TOKEN is set but the Discord front (bot.discord_front) is not "
+                  "part of this installation; run `python -m bot --console` for the console chat",
+                  file=sys.stderr)
+            return 2
+        raise
+    front.run(settings)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user and start-up errors print one line and return a non-zero status."""
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+        if args.db is not None:
+            settings = dataclasses.replace(settings, db_path=args.db)
+        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if settings.discord_token and not args.console:
+            return run_discord(settings)
+        return asyncio.run(run_console(settings, args.channel))
+    except (SettingsError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
