@@ -52,8 +52,11 @@ def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np
         return logits.argmax(axis=1)
     z = logits / cfg.temperature
     if cfg.top_k is not None and cfg.top_k < z.shape[1]:
-        kth = np.partition(z, -cfg.top_k, axis=1)[:, -cfg.top_k, None]
-        z = np.where(z >= kth, z, NEG_INF)
+        # exactly k symbols; ties go to the lower id, as argmax does, so top-k 1 == greedy
+        keep = np.argsort(-z, axis=1, kind="stable")[:, : cfg.top_k]
+        kept = np.full_like(z, NEG_INF)
+        np.put_along_axis(kept, keep, np.take_along_axis(z, keep, axis=1), axis=1)
+        z = kept
     p = np.exp(z - z.max(axis=1, keepdims=True))
     if cfg.top_p is not None and cfg.top_p < 1:
         order = np.argsort(-p, axis=1)

@@ -136,10 +136,7 @@ def train(messages: list[str] | str, cfg: TrainConfig, init: LanguageModel | Non
     msgs = [messages] if isinstance(messages, str) else list(messages)
     train_ids, val_ids = split_stream(msgs, cfg.val_frac)
     torch.manual_seed(cfg.seed)
-    if init is not None:
-        model = copy.deepcopy(init)
-    else:
-        model = build(cfg.kind, cfg.model_config())
+    model = copy.deepcopy(init) if init is not None else build(cfg.kind, cfg.model_config())
     if isinstance(model, NGram):
         return _count(model, init, train_ids, val_ids, cfg)
     if not model.trainable:
@@ -229,7 +226,7 @@ class _Loop:
                     best_weights = copy.deepcopy(self.model.state_dict())
                 else:
                     bad += 1
-                self._report(step, frac, t0, ema, val, best)
+                self._report(step, t0, ema, val, best)
                 if bad >= cfg.patience:
                     log.info("early stop at step %d: no improvement in %d validations", step, bad)
                     break
@@ -238,7 +235,7 @@ class _Loop:
             history.append((step, ema, val))
             if val < best:
                 best, best_weights = val, copy.deepcopy(self.model.state_dict())
-            self._report(step, 1.0, t0, ema, val, best)
+            self._report(step, t0, ema, val, best)
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
         if not history:
@@ -248,7 +245,8 @@ class _Loop:
                            time.monotonic() - t0, self.train_chars, len(self.val_ids),
                            cancelled, history)
 
-    def _report(self, step, frac, t0, ema, val, best) -> None:
+    def _report(self, step, t0, ema, val, best) -> None:
+        frac = self._fraction(step, time.monotonic() - t0)
         log.info("step %d train %.4f val %.4f best %.4f", step, ema, val, best)
         if self.progress is not None:
             self.progress(Progress(step, self.cfg.max_steps, min(frac, 1.0),

@@ -39,9 +39,8 @@ def build(kind: str, config: dict[str, Any], extra: dict[str, Any] | None = None
     if kind == "mix":
         parts = [build(c["kind"], c["config"], c.get("extra")) for c in config["components"]]
         return Mix(parts, list(config["weights"]))
-    model_cls = KINDS[kind][0] if kind in KINDS else None
-    cfg = make_config(kind, config)
-    return model_cls(cfg, **(extra or {}))
+    cfg = make_config(kind, config)  # raises for an unknown kind
+    return KINDS[kind][0](cfg, **(extra or {}))
 
 
 __all__ = [

@@ -38,8 +38,8 @@ class Mix(LanguageModel):
 
     def spec(self) -> dict:
         comps = [p.spec() for p in self.parts]
-        return {"kind": self.kind, "config": {"components": comps, "weights": list(self.config.weights)},
-                "extra": {}}
+        config = {"components": comps, "weights": list(self.config.weights)}
+        return {"kind": self.kind, "config": config, "extra": {}}
 
     def part(self, kind: str) -> LanguageModel:
         """The first component of the given kind (e.g. "ngram")."""

@@ -57,7 +57,7 @@ def context_keys(full: np.ndarray, order: int) -> np.ndarray:
 def _discounts(counts: np.ndarray) -> np.ndarray:
     """Modified Kneser-Ney discounts D[0..3] (D[0] = 0) from counts-of-counts."""
     n = [np.count_nonzero(counts == i) for i in range(1, 5)]
-    if min(n) == 0:
+    if min(n[:3]) == 0:  # too few distinct counts to estimate: fixed, conventional discounts
         return np.array([0.0, 0.5, 1.0, 1.5])
     y = n[0] / (n[0] + 2 * n[1])
     d = [0.0, 1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]

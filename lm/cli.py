@@ -1,0 +1,115 @@
+"""`python -m lm`: train, sample, score, eval, mix and info from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from lm.checkpoint import save, summary
+from lm.errors import LmError
+from lm.hub import BASE_PATH, load
+from lm.mixing import fit_mix
+from lm.sampling import SampleConfig, sample
+from lm.scoring import evaluate, score
+from lm.train import TrainConfig, train
+
+log = logging.getLogger("lm")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise LmError(f"{self.prog}: {message}")
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file, or a clear LmError."""
+    p = Path(path)
+    if not p.is_file():
+        raise LmError(f"{path}: no such file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise LmError(f"{path}: not valid UTF-8 (byte {e.start})") from e
+
+
+def _messages(text: str, lines: bool) -> list[str]:
+    return [m for m in text.split("\n") if m] if lines else [text]
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    init = load(a.init) if a.init else None
+    cfg = TrainConfig(kind=a.kind, hidden=a.hidden, layers=a.layers, embed=a.embed,
+                      dropout=a.dropout, order=a.order, batch=a.batch, bptt=a.bptt, lr=a.lr,
+                      warmup=a.warmup, minutes=a.minutes, max_steps=a.steps,
+                      eval_every=a.eval_every, patience=a.patience, seed=a.seed,
+                      device=a.device)
+    bar = tqdm(total=100, unit="%", disable=a.quiet or cfg.kind == "ngram")
+
+    def progress(p) -> None:
+        bar.update(round(p.fraction * 100) - bar.n)
+        bar.set_postfix(train=f"{p.train_loss:.3f}", val=f"{p.val_loss:.3f}")
+
+    res = train(_messages(read_text(a.data), a.lines), cfg, init=init, progress=progress)
+    bar.close()
+    if a.init and a.keep_if_worse is False and not res.improved:
+        raise LmError(f"not saved: validation {res.val_after:.4f} is not better than "
+                      f"{res.val_before:.4f} before fine-tuning")
+    save(res.model, a.out, {**res.summary(), "data": str(a.data), "init": a.init})
+    print(json.dumps({"out": a.out, **res.summary()}))
+
+
+def _sample_cfg(a: argparse.Namespace) -> SampleConfig:
+    return SampleConfig(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                        greedy=a.greedy, max_chars=a.max_chars, seed=a.seed, n=a.n)
+
+
+def cmd_sample(a: argparse.Namespace) -> None:
+    cfg = _sample_cfg(a)
+    cfg.validate()
+    texts = sample(load(a.model), cfg, prefix=a.prefix)
+    if a.json:
+        print(json.dumps({"samples": texts}, ensure_ascii=False))
+    else:
+        print("\n---\n".join(a.prefix + t for t in texts))
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    s = score(load(a.model), a.text, include_end=not a.no_end)
+    if a.json:
+        print(json.dumps(s.to_dict(), ensure_ascii=False))
+        return
+    end = "including" if s.include_end else "excluding"
+    print(f"{s.nats:.3f} nats = {s.bits:.3f} bits over {s.chars} characters ({end} the end "
+          f"symbol): {s.bits_per_char:.3f} bits/char, perplexity {s.perplexity:.2f}")
+    for c in s.per_char:
+        print(f"  {c.char!r:>10} {c.bits:7.2f} bits")
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    ev = evaluate(load(a.model), read_text(a.file), lines=a.lines, lanes=a.lanes)
+    if a.json:
+        print(json.dumps(ev.to_dict()))
+    else:
+        print(f"{ev.nats_per_char:.4f} nats/char = {ev.bits_per_char:.4f} bits/char "
+              f"over {ev.chars} characters")
+
+
+def cmd_mix(a: argparse.Namespace) -> None:
+    models = [load(m) for m in a.models]
+    text = read_text(a.data)
+    val = text[int(len(text) * 0.9):] if a.val_split else text
+    mix = fit_mix(models, _messages(val, a.lines))
+    save(mix, a.out, {"weights": list(mix.config.weights), "data": str(a.data)})
+    print(json.dumps({"out": a.out, "weights": list(mix.config.weights)}))
+
+
+def cmd_info(a: argparse.Namespace) -> None:
+    path = BASE_PATH if a.model.startswith("base") else a.model
+    if a.model == "uniform":
+        print(json.dumps(load("uniform").describe()))
+        return
+    print(json.dumps(summary(path), indent=2, default=str))

@@ -1,0 +1,89 @@
+"""The argument parser of `python -m lm` (kept apart from what the commands do)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lm import cli
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="base",
+                   help="checkpoint path, or uniform, base, base-rnn, base-ngram")
+
+
+def _train(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a model on a text file")
+    p.add_argument("--data", required=True, help="UTF-8 text file")
+    p.add_argument("--lines", action="store_true", help="each line is a message")
+    p.add_argument("--kind", default="gru", choices=["gru", "lstm", "rnn", "ngram"])
+    p.add_argument("--init", help="checkpoint (or model name) to fine-tune")
+    p.add_argument("--keep-if-worse", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --init: save even if validation got worse (default yes)")
+    p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget")
+    p.add_argument("--steps", type=_positive_int, help="step budget")
+    p.add_argument("--device", default="cpu")
+    for name, typ, default in [("hidden", int, 512), ("layers", int, 1), ("embed", int, 64),
+                               ("dropout", float, 0.0), ("order", int, 7), ("batch", int, 64),
+                               ("bptt", int, 128), ("lr", float, 3e-3), ("warmup", int, 100),
+                               ("eval-every", int, 200), ("patience", int, 5), ("seed", int, 0)]:
+        p.add_argument(f"--{name}", type=typ, default=default)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cli.cmd_train)
+
+
+def _sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate text")
+    _model(p)
+    p.add_argument("--prefix", default="", help="text to continue")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--max-chars", type=int, default=200)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n", type=int, default=1, help="number of samples")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cli.cmd_sample)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands of `python -m lm`."""
+    root = cli._Parser(prog="python -m lm", description=__doc__)
+    root.add_argument("-v", "--verbose", action="store_true")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=cli._Parser)
+    _train(sub)
+    _sample(sub)
+    p = sub.add_parser("score", help="log-probability of one message")
+    _model(p)
+    p.add_argument("text")
+    p.add_argument("--no-end", action="store_true", help="leave the end-of-message symbol out")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cli.cmd_score)
+    p = sub.add_parser("eval", help="nats per character of a file")
+    _model(p)
+    p.add_argument("--file", required=True)
+    p.add_argument("--lines", action="store_true", help="each line a message (ends counted)")
+    p.add_argument("--lanes", type=_positive_int, default=1,
+                   help="parallel pieces, each re-reading 256 symbols of context (faster)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cli.cmd_eval)
+    p = sub.add_parser("mix", help="mix models with weights fitted on validation text")
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--data", required=True, help="text to fit the weights on")
+    p.add_argument("--val-split", action="store_true", help="use only its last 10%%")
+    p.add_argument("--lines", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cli.cmd_mix)
+    p = sub.add_parser("info", help="what a checkpoint holds")
+    _model(p)
+    p.set_defaults(func=cli.cmd_info)
+    return root

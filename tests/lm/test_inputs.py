@@ -1,0 +1,42 @@
+"""Awkward text: empty, huge, emoji, right-to-left, zero-width, NUL bytes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lm import LmError, SampleConfig, sample, score
+from lm.scoring import MAX_SCORE_CHARS
+from tests.lm.conftest import make
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+def test_empty_text_is_refused(text):
+    with pytest.raises(LmError, match="empty"):
+        score(make("gru"), text)
+
+
+def test_100kb_text_scores_and_longer_is_refused():
+    s = score(make("ngram"), "a" * MAX_SCORE_CHARS)
+    assert s.chars == MAX_SCORE_CHARS + 1 and math.isfinite(s.nats)
+    with pytest.raises(LmError, match="too long"):
+        score(make("ngram"), "a" * (MAX_SCORE_CHARS + 1))
+
+
+@pytest.mark.parametrize("text", ["👍🏽🎉 família", "שלום עולם", "مرحبا", "a\u200bb\u200d",
+                                  "nul\x00byte", "\U0010ffff"])
+def test_any_unicode_scores_finitely_per_character(text):
+    s = score(make("mix"), text)
+    assert len(s.per_char) == len(text) + 1
+    assert all(math.isfinite(c.bits) and c.bits > 0 for c in s.per_char)
+
+
+def test_prefix_with_emoji_and_nul_continues():
+    out = sample(make("gru"), SampleConfig(seed=0, max_chars=10), prefix="nul\x00 👍")
+    assert len(out[0]) <= 10
+
+
+def test_lone_surrogate_does_not_crash():
+    s = score(make("uniform"), "a\ud800b")
+    assert s.chars == 4

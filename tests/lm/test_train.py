@@ -1,0 +1,59 @@
+"""Training lowers the loss for every kind; fine-tuning starts from and reports the old model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lm import LmError, TrainConfig, load_checkpoint, save, train
+from lm.train import MIN_TRAIN_CHARS
+from tests.lm.conftest import TEXT as SHORT
+
+TEXT = SHORT * 3
+
+SMALL = dict(hidden=32, embed=16, batch=8, bptt=32, lr=1e-2, warmup=5, eval_every=10,
+             minutes=None, eval_lanes=4)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "rnn"])
+def test_a_few_steps_lower_the_loss(kind):
+    res = train(TEXT, TrainConfig(kind=kind, max_steps=30, **SMALL))
+    vals = [v for _, _, v in res.history]
+    assert res.steps == 30 and len(vals) == 3
+    assert vals[-1] < vals[0] < 5.6  # below uniform over 257 (5.55) and falling
+    assert res.val_after == min(vals)
+
+
+def test_ngram_trains_by_counting():
+    res = train(TEXT, TrainConfig(kind="ngram", order=5))
+    assert res.model.kind == "ngram" and res.val_after < 1.0
+
+
+def test_fine_tuning_from_a_checkpoint(tmp_path):
+    first = train(TEXT, TrainConfig(kind="gru", max_steps=20, **SMALL))
+    path = save(first.model, tmp_path / "base.pt", first.summary())
+    init = load_checkpoint(path)
+    res = train(TEXT.upper(), TrainConfig(kind="gru", max_steps=20, **SMALL), init=init)
+    assert res.val_before is not None and res.val_after < res.val_before
+    assert res.improved and res.model.config == init.config
+
+
+def test_cancel_from_another_thread_stops_training():
+    cancel = threading.Event()
+    cancel.set()
+    res = train(TEXT, TrainConfig(kind="gru", max_steps=1000, **SMALL), cancel=cancel)
+    assert res.cancelled and res.steps == 0
+
+
+def test_progress_callback_and_seed_repeatability():
+    seen = []
+    a = train(TEXT, TrainConfig(kind="gru", max_steps=20, seed=5, **SMALL), progress=seen.append)
+    b = train(TEXT, TrainConfig(kind="gru", max_steps=20, seed=5, **SMALL))
+    assert [p.step for p in seen] == [10, 20] and seen[-1].fraction == 1.0
+    assert a.history == b.history
+
+
+def test_too_small_corpus_is_refused_with_the_minimum():
+    with pytest.raises(LmError, match=str(MIN_TRAIN_CHARS)):
+        train("tiny", TrainConfig(kind="gru", max_steps=5))
