@@ -6,16 +6,19 @@ between the pool's threads. Call these on the worker pool: each takes tens of mi
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
-import warnings
+import threading
 from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+from matplotlib import font_manager  # noqa: E402  (after choosing the backend)
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ft2font import FT2Font  # noqa: E402
 
 from bot.safety import show_char  # noqa: E402
 
@@ -24,11 +27,25 @@ MAX_STRIP_CHARS = 120  # characters drawn in one surprisal strip
 NATS_TO_BITS = 1 / math.log(2)
 
 
+
+
+@functools.cache
+def _font() -> FT2Font:
+    return FT2Font(font_manager.findfont(font_manager.FontProperties()))
+
+
+_font_lock = threading.Lock()
+
+
+def _has_glyph(ch: str) -> bool:
+    """Whether matplotlib's default font can draw `ch` (most emoji it cannot)."""
+    with _font_lock:
+        return _font().get_char_index(ord(ch)) != 0
+
+
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # glyphs missing from the font (emoji) draw as boxes
-        fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
 
 
@@ -37,7 +54,9 @@ def _label(ch: str) -> str:
     if ch == "\n":
         return "\\n"
     shown = show_char(ch)
-    return shown[1:-1] if shown.startswith("'") and len(shown) == 3 else shown
+    if shown.startswith("'") and len(shown) == 3:
+        return shown[1:-1] if _has_glyph(ch) else f"U+{ord(ch):04X}"
+    return shown
 
 
 def surprisal_strip(rows: dict[str, Sequence[tuple[str, float]]]) -> bytes:

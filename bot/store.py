@@ -140,14 +140,13 @@ class Store:
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA foreign_keys = ON")
             await store._migrate()
-        except sqlite3.OperationalError as err:
+        except BaseException as err:
             await db.close()
+            if not isinstance(err, sqlite3.DatabaseError):
+                raise
             if "locked" in str(err) or "busy" in str(err):
                 raise StoreError(f"database {path} is locked by another process (waited "
                                  f"{busy_timeout_s:g} s); is another bot running on it?") from None
-            raise StoreError(f"cannot open database {path}: {err}") from None
-        except sqlite3.DatabaseError as err:
-            await db.close()
             raise StoreError(f"cannot open database {path}: {err}") from None
         return store
 

@@ -1,0 +1,106 @@
+"""The worker pool and the model cache, for real threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from bot.errors import Busy
+from bot.pool import ModelCache, WorkerPool
+
+
+async def test_jobs_run_on_the_pools_own_threads() -> None:
+    pool = WorkerPool(sample_workers=2, queue_limit=4)
+    try:
+        name = await pool.run(lambda: threading.current_thread().name)
+        train_name = await pool.run_training(lambda: threading.current_thread().name)
+    finally:
+        await pool.close()
+    assert name.startswith("lm-sample") and train_name.startswith("lm-train")
+
+
+async def test_full_queue_is_busy_at_once_and_frees_up() -> None:
+    pool = WorkerPool(sample_workers=1, queue_limit=2)
+    gate = threading.Event()
+    jobs = [asyncio.ensure_future(pool.run(gate.wait, 10)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(Busy, match="try again in a moment"):
+        await pool.run(lambda: 1)
+    assert pool.pending == (2, 0)
+    gate.set()
+    await asyncio.gather(*jobs)
+    assert await pool.run(lambda: 42) == 42
+    await pool.close()
+
+
+async def test_training_never_blocks_sampling() -> None:
+    pool = WorkerPool(sample_workers=1, queue_limit=4, train_queue_limit=1)
+    gate = threading.Event()
+    training = asyncio.ensure_future(pool.run_training(gate.wait, 10))
+    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(pool.run(lambda: "sampled"), 2) == "sampled"
+    with pytest.raises(Busy, match="training worker"):
+        await pool.run_training(lambda: None)
+    gate.set()
+    assert await training is True
+    await pool.close()
+
+
+async def test_close_waits_for_running_jobs_and_refuses_new_ones() -> None:
+    pool = WorkerPool(sample_workers=1, queue_limit=4)
+    done = threading.Event()
+    job = asyncio.ensure_future(pool.run(lambda: (threading.Event().wait(0.2), done.set())))
+    await asyncio.sleep(0.05)
+    await pool.close()
+    assert done.is_set()
+    await job
+    with pytest.raises(Busy):
+        await pool.run(lambda: 1)
+
+
+async def test_cache_evicts_least_recently_used_over_the_cap() -> None:
+    cache: ModelCache[str, bytes] = ModelCache(cap_bytes=100, size_of=len)
+    cache.put("a", b"x" * 40)
+    cache.put("b", b"x" * 40)
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", b"x" * 40)
+    assert "b" not in cache and "a" in cache and "c" in cache
+    assert cache.nbytes == 80 and cache.evictions == 1
+    cache.put("huge", b"x" * 500)  # the newest stays even alone over the cap
+    assert list(cache) == ["huge"] and cache.nbytes == 500
+
+
+async def test_cache_swaps_entries_and_loads_once() -> None:
+    cache: ModelCache[str, object] = ModelCache(cap_bytes=10**6, size_of=lambda v: 1)
+    calls = 0
+
+    async def load() -> object:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return object()
+
+    first, second = await asyncio.gather(cache.get_or_load("k", load),
+                                         cache.get_or_load("k", load))
+    assert first is second and calls == 1
+    new = object()
+    cache.put("k", new)  # a swap: readers holding `first` keep it unchanged
+    assert cache.get("k") is new and len(cache) == 1
+
+
+async def test_failed_load_is_not_cached() -> None:
+    cache: ModelCache[str, object] = ModelCache(cap_bytes=10, size_of=lambda v: 1)
+
+    async def broken() -> object:
+        raise ValueError("corrupt")
+
+    with pytest.raises(ValueError):
+        await cache.get_or_load("k", broken)
+    assert "k" not in cache
+
+    async def fine() -> object:
+        return "ok"
+
+    assert await cache.get_or_load("k", fine) == "ok"

@@ -1,0 +1,129 @@
+"""The store against a real SQLite file: schema, isolation, deletions, versions, locks."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StoreError
+from bot.store import SCHEMA_VERSION, NewMessage, Store
+from tests.bot.helpers import rows
+
+
+def msg(text: str, author: str = "a", mid: str | None = None, source: str = "listen",
+        part: int = 0) -> NewMessage:
+    return NewMessage(author, f"name-{author}", text, source, mid, part)
+
+
+async def test_schema_wal_and_version(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    store = await Store.open(db)
+    await store.close()
+    assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(db, "PRAGMA journal_mode") == [("wal",)]
+    store = await Store.open(db)  # reopening migrates nothing and keeps the data
+    await store.close()
+
+
+async def test_newer_schema_refused(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer than this bot"):
+        await Store.open(db)
+
+
+async def test_not_a_database(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open database"):
+        await Store.open(db)
+
+
+async def test_platforms_never_see_each_other(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "b.db")
+    try:
+        d = await store.channel("discord", "42")
+        s = await store.channel("slack", "42")
+        assert d.id != s.id
+        await store.add_messages(d.id, [msg("discord text", mid="1")])
+        assert await store.corpus_texts(s.id) == []
+        assert await store.delete_platform_message(s.id, "1") == 0
+        assert await store.corpus_texts(d.id) == ["discord text"]
+    finally:
+        await store.close()
+
+
+async def test_dedup_delete_edit_forget(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    store = await Store.open(db)
+    try:
+        ch = (await store.channel("discord", "c")).id
+        added = await store.add_messages(ch, [msg("one", "a", "m1"), msg("two", "b", "m2"),
+                                              msg("one again", "a", "m1")])
+        assert added == 2
+        rev = await store.corpus_rev(ch)
+        assert await store.edit_platform_message(ch, "m1", "one, edited") == 1
+        assert await store.corpus_rev(ch) > rev
+        assert await store.delete_platform_message(ch, "m2") == 1
+        await store.add_messages(ch, [msg("mine", "b"), msg("file 1", "b", "f", "file", 0),
+                                      msg("file 2", "b", "f", "file", 1)])
+        assert await store.edit_platform_message(ch, "f", "x") == 0  # learned text is not edited
+        assert await store.forget_author(ch, "b") == 3
+        assert rows(db, "SELECT author_id, text FROM messages") == [("a", "one, edited")]
+        stats = await store.corpus_stats(ch)
+        assert (stats.messages, stats.chars, stats.contributors) == (1, 11, 1)
+    finally:
+        await store.close()
+
+
+async def test_versions_rollback_prune_forget(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    store = await Store.open(db)
+    try:
+        ch = (await store.channel("console", "c")).id
+        for i in range(4):
+            await store.add_model(ch, f"f/v{i}", "mix", {"bpc_after": float(i)})
+        assert (await store.active_model(ch)).version == 4
+        assert (await store.rollback(ch)).version == 3
+        assert sorted(await store.prune_models(ch, keep=2)) == ["f/v0", "f/v1"]
+        assert [m.version for m in await store.models(ch)] == [3, 4]
+        assert (await store.active_model(ch)).metrics == {"bpc_after": 2.0}
+        assert await store.rollback(ch) is None  # back to the base model
+        assert await store.active_model(ch) is None
+        await store.add_messages(ch, [msg("text")])
+        removed, paths = await store.forget_channel(ch)
+        assert removed == 1 and sorted(paths) == ["f/v2", "f/v3"]
+        assert rows(db, "SELECT COUNT(*) FROM models") == [(0,)]
+    finally:
+        await store.close()
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(30)
+"""
+
+
+async def test_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    await (await Store.open(db)).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match="locked by another process"):
+            await Store.open(db, busy_timeout_s=0.2)
+    finally:
+        holder.kill()
+        holder.wait()
+    store = await Store.open(db)  # and once it is gone, the bot starts
+    await store.close()
