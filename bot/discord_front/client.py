@@ -1,8 +1,8 @@
-"""The Discord bot: a thin `commands.Bot` (or `AutoShardedBot`) holding the core and two cogs.
+"""The Discord bot: a thin `commands.AutoShardedBot` holding the core, a cog and slash commands.
 
 Prefix commands and listened messages go through `MessagesCog` to `Core.handle`, which parses
-them exactly as the console does; `SlashCog` turns typed slash options into the same command
-text. The Bot itself only wires things up, syncs slash commands and routes errors to
+them exactly as the console does; the slash commands (`slash.py`) turn typed options into the
+same command text. The Bot itself only wires things up, syncs slash commands and routes errors to
 `errors.report`.
 """
 
@@ -52,17 +52,18 @@ def intents() -> discord.Intents:
     return wanted
 
 
-class _Babble:
-    """What both bot classes add to discord.py: the core, settings, cogs and command sync."""
+class BabbleBot(commands.AutoShardedBot):
+    """The core, the settings, the message cog and the slash commands; nothing else.
 
-    core: FrontCore
-    settings: Settings
-    tree: app_commands.CommandTree
-    messages_cog: MessagesCog
+    discord.py's own sharding: with SHARD_COUNT 0 it asks Discord how many shards the bot needs
+    and runs them all here (one for a small bot); else it runs SHARD_IDS of SHARD_COUNT.
+    """
 
-    def _init_babble(self, core: FrontCore, settings: Settings) -> None:
+    def __init__(self, core: FrontCore, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
         self.core = core
         self.settings = settings
+        self.messages_cog: MessagesCog | None = None
 
     async def setup_hook(self) -> None:
         """Load the message cog and the slash commands, then sync the slash commands."""
@@ -70,14 +71,22 @@ class _Babble:
         from bot.discord_front.slash import slash_commands
 
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
-        self.messages_cog = MessagesCog(self)  # type: ignore[arg-type]
-        await self.add_cog(self.messages_cog)  # type: ignore[attr-defined]
-        for command in slash_commands(self):  # type: ignore[arg-type]
+        self.messages_cog = MessagesCog(self)
+        await self.add_cog(self.messages_cog)
+        for command in slash_commands(self):
             self.tree.add_command(command)
         await self.sync_commands()
 
     async def sync_commands(self) -> None:
-        """Register slash commands: instantly in the test guild if set, else globally (~1 h)."""
+        """Register slash commands: instantly in the test guild if set, else globally.
+
+        With several shard processes only the one running shard 0 syncs: the commands are the
+        same everywhere, and Discord rate-limits registrations.
+        """
+        shard_ids = self.settings.shard_ids
+        if shard_ids and 0 not in shard_ids:
+            log.info("not syncing slash commands: shard 0 runs in another process")
+            return
         if self.settings.discord_test_guild:
             guild = discord.Object(id=int(self.settings.discord_test_guild))
             self.tree.copy_global_to(guild=guild)
@@ -91,8 +100,8 @@ class _Babble:
         """Nothing here: `MessagesCog` routes every message to the core."""
 
     async def on_ready(self) -> None:
-        user = self.user  # type: ignore[attr-defined]
-        log.info("logged in as %s (%s)", user, getattr(user, "id", "?"))
+        log.info("logged in as %s; shards %s of %s", self.user, self.shard_ids or "all",
+                 self.shard_count)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """An event handler raised: log it (event handlers reply through `errors.report`)."""
@@ -108,23 +117,7 @@ class _Babble:
         await report(error, InteractionResponder(interaction), f"/{name}")
 
 
-class BabbleBot(_Babble, commands.Bot):
-    """One process, one gateway connection (discord.py shards it no further)."""
-
-    def __init__(self, core: FrontCore, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
-        self._init_babble(core, settings)
-
-
-class ShardedBabbleBot(_Babble, commands.AutoShardedBot):
-    """Runs the shards `SHARD_IDS` of `SHARD_COUNT` (all of them if `SHARD_IDS` is empty)."""
-
-    def __init__(self, core: FrontCore, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
-        self._init_babble(core, settings)
-
-
-def build_bot(core: FrontCore, settings: Settings) -> commands.Bot:
+def build_bot(core: FrontCore, settings: Settings) -> BabbleBot:
     """The bot for these settings, not yet connected (tests hand it to SimCord)."""
     options: dict[str, Any] = {
         "command_prefix": settings.command_prefix,
@@ -133,12 +126,12 @@ def build_bot(core: FrontCore, settings: Settings) -> commands.Bot:
         "help_command": None,
         "max_messages": 1000,
     }
+    if settings.discord_test_guild and not settings.discord_test_guild.isdigit():
+        raise SettingsError("DISCORD_TEST_GUILD must be a server id (digits)")
     if settings.shard_ids and not settings.shard_count:
         raise SettingsError("SHARD_IDS needs SHARD_COUNT (the total number of shards)")
     if any(not 0 <= i < settings.shard_count for i in settings.shard_ids):
         raise SettingsError(f"SHARD_IDS must lie in 0..{settings.shard_count - 1}")
-    if settings.shard_count:
-        options["shard_count"] = settings.shard_count
-        options["shard_ids"] = list(settings.shard_ids) or None
-        return ShardedBabbleBot(core, settings, **options)
+    options["shard_count"] = settings.shard_count or None
+    options["shard_ids"] = list(settings.shard_ids) or None
     return BabbleBot(core, settings, **options)

@@ -16,7 +16,7 @@ from bot.discord_front.convert import PLATFORM, corpus_channel_id, incoming, rea
 from bot.discord_front.errors import report
 from bot.discord_front.importer import import_history
 from bot.discord_front.render import ChannelResponder
-from bot.messages import Reply, Responder
+from bot.messages import Reply, Responder, Sent
 
 if TYPE_CHECKING:
     from bot.discord_front.client import BabbleBot
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 IMPORT_DEFAULT = 1000  # messages read by a bare !import
 IMPORT_MAX = 10_000  # the most one !import may read
+IMPORT_USAGE = "import [N] — read this channel's last N messages, threads included (moderators)"
+IMPORT_HELP = (f"!import [N] (moderators)\nReads the last N messages of this channel and its "
+               f"threads (default {IMPORT_DEFAULT:,}, at most {IMPORT_MAX:,}) into its corpus; "
+               "running it again adds only what is missing.")
 _ORDINARY = (discord.MessageType.default, discord.MessageType.reply)
 
 
@@ -44,6 +48,20 @@ def import_limit(args: str) -> int:
     if not 1 <= n <= IMPORT_MAX:
         raise ValueError(n)
     return n
+
+
+class HelpResponder:
+    """Adds the Discord-only `!import` to the core's command list."""
+
+    def __init__(self, inner: Responder, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    async def send(self, reply: Reply) -> Sent:
+        """Send the reply, with the `!import` line after a full command list."""
+        if reply.text.startswith("commands:"):
+            reply = Reply(f"{reply.text}\n{self.prefix}{IMPORT_USAGE}", reply.files)
+        return await self.inner.send(reply)
 
 
 class MessagesCog(commands.Cog):
@@ -70,6 +88,11 @@ class MessagesCog(commands.Cog):
         if command is not None and command[0] == "import":
             await self.run_import(message, command[1], responder)
             return
+        if command is not None and command[0] == "help":
+            if command[1].lower().removeprefix(settings.command_prefix) == "import":
+                await responder.send(Reply(IMPORT_HELP))
+                return
+            responder = HelpResponder(responder, settings.command_prefix)
         attachments = ()
         if command is not None and command[0] == "learn" and message.attachments:
             attachments, refused = await read_attachments(

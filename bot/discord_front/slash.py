@@ -2,23 +2,23 @@
 
 `/babble temp:0.8 len:200` runs exactly what `!babble --temp 0.8 --len 200` runs: the slash
 path builds the same argument text and calls `Core.run_command`, so the core's one parser,
-permissions and cooldowns serve both. Ranges come from the settings, so Discord itself refuses
-an out-of-range value before the bot sees it. Every command is deferred first: model work can
-take longer than the 3 seconds Discord waits for an answer.
+permissions and cooldowns serve both. Free text goes after a lone `--`, which ends the options
+in the core's parser, so `/prob sentence:"a --b"` scores "a --b". Ranges come from the
+settings, so Discord itself refuses an out-of-range value before the bot sees it. Every
+command is deferred first: model work can take longer than the 3 s Discord waits for an answer.
 
 No `from __future__ import annotations` here: discord.py reads these annotations at definition
 time, and the ranges are built from the settings inside `slash_commands`.
 """
 
 import logging
-import shlex
 from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 
 from bot.discord_front.convert import PLATFORM, corpus_channel, may_moderate, read_attachments
-from bot.discord_front.events import IMPORT_MAX
+from bot.discord_front.events import IMPORT_HELP, IMPORT_MAX, HelpResponder
 from bot.discord_front.render import NO_MENTIONS, InteractionResponder
 from bot.messages import Attachment, Incoming, Reply
 from bot.settings import Settings
@@ -28,17 +28,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ModelName = Literal["rnn", "markov", "uniform"]
+ModelName = Literal["mix", "rnn", "markov", "uniform"]
+CommandName = Literal["babble", "continue", "prob", "learn", "listen", "corpus", "train",
+                      "model", "forget", "help", "import"]
 MIN_TEMP, MAX_TEMP = 0.05, 5.0
 
 
 def options(**values: object) -> str:
-    """`--name value` for each option given (None means not given); text is shell-quoted."""
-    parts = []
-    for name, value in values.items():
-        if value is not None:
-            parts.append(f"--{name} {shlex.quote(str(value))}")
-    return " ".join(parts)
+    """`--name value` for each option given (None: not given); values are numbers or names."""
+    return " ".join(f"--{name} {value}" for name, value in values.items() if value is not None)
+
+
+def with_text(opts: str, text: str) -> str:
+    """Options, then free text after `--` so that nothing in the text is read as an option."""
+    return f"{opts} -- {text}".strip() if text else opts
 
 
 def slash_incoming(
@@ -66,15 +69,17 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     Temp = app_commands.Range[float, MIN_TEMP, MAX_TEMP]
     Length = app_commands.Range[int, 1, s.max_babble_chars]
     Count = app_commands.Range[int, 1, s.max_babble_n]
+    Seed = app_commands.Range[int, 0, 2**31 - 1]
     Minutes = app_commands.Range[float, 0.1, s.train_max_minutes]
 
     async def run(interaction: discord.Interaction, name: str, args: str,
-                  attachments: tuple[Attachment, ...] = ()) -> None:
+                  attachments: tuple[Attachment, ...] = (), wrap_help: bool = False) -> None:
         await interaction.response.defer(thinking=True)
         responder = InteractionResponder(interaction)
         text = f"{s.command_prefix}{name} {args}".strip()
         msg = slash_incoming(interaction, s, text, attachments)
-        await bot.core.run_command(msg, name, args, responder)
+        target = HelpResponder(responder, "/") if wrap_help else responder
+        await bot.core.run_command(msg, name, args, target)
         if not responder.answered:
             await responder.send(Reply("Done."))
 
@@ -87,7 +92,7 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     @app_commands.describe(**describe)
     async def babble(interaction: discord.Interaction, temp: Temp | None = None,
                      length: Length | None = None, model: ModelName | None = None,
-                     seed: int | None = None, n: Count | None = None) -> None:
+                     seed: Seed | None = None, n: Count | None = None) -> None:
         args = options(temp=temp, len=length, model=model, seed=seed, n=n)
         await run(interaction, "babble", args)
 
@@ -96,14 +101,14 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     @app_commands.describe(text="The beginning to continue", **describe)
     async def continue_(interaction: discord.Interaction, text: str, temp: Temp | None = None,
                         length: Length | None = None, model: ModelName | None = None,
-                        seed: int | None = None, n: Count | None = None) -> None:
+                        seed: Seed | None = None, n: Count | None = None) -> None:
         args = options(temp=temp, len=length, model=model, seed=seed, n=n)
-        await run(interaction, "continue", f"{text} {args}".strip())
+        await run(interaction, "continue", with_text(args, text))
 
     @app_commands.command(description="How probable a sentence is under three models")
     @app_commands.describe(sentence="The sentence to score")
     async def prob(interaction: discord.Interaction, sentence: str) -> None:
-        await run(interaction, "prob", sentence)
+        await run(interaction, "prob", with_text("", sentence))
 
     @app_commands.command(description="Add text (or a .txt file) to this channel's corpus")
     @app_commands.describe(text="Text to learn", file="A .txt file to learn")
@@ -117,11 +122,13 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
                     "Skipped: " + "; ".join(refused), allowed_mentions=NO_MENTIONS
                 )
                 return
-        await run(interaction, "learn", text or "", attachments)
+        await run(interaction, "learn", with_text("", text or ""), attachments)
 
-    @app_commands.command(description="Add this channel's messages to its corpus, or stop")
-    async def listen(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
-        await run(interaction, "listen", state)
+    @app_commands.command(description="Store this channel's messages in its corpus (or not)")
+    @app_commands.describe(state="on or off (moderators); leave out to see the setting")
+    async def listen(interaction: discord.Interaction,
+                     state: Literal["on", "off"] | None = None) -> None:
+        await run(interaction, "listen", state or "")
 
     @app_commands.command(description="What this channel's corpus and model are")
     async def corpus(interaction: discord.Interaction) -> None:
@@ -134,16 +141,22 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         await run(interaction, "train", "cancel" if cancel else options(minutes=minutes))
 
     @app_commands.command(description="Which model answers here; roll back to the previous one")
+    @app_commands.describe(rollback="Go back to the previous version (moderators)")
     async def model(interaction: discord.Interaction, rollback: bool = False) -> None:
         await run(interaction, "model", "rollback" if rollback else "")
 
     @app_commands.command(description="Remove your messages (me) or the whole corpus (all)")
+    @app_commands.describe(what="me: your messages; all: everything (moderators)")
     async def forget(interaction: discord.Interaction, what: Literal["me", "all"]) -> None:
         await run(interaction, "forget", what)
 
     @app_commands.command(name="help", description="What the bot can do")
-    async def help_(interaction: discord.Interaction) -> None:
-        await run(interaction, "help", "")
+    @app_commands.describe(command="One command to explain")
+    async def help_(interaction: discord.Interaction, command: CommandName | None = None) -> None:
+        if command == "import":
+            await interaction.response.send_message(IMPORT_HELP, allowed_mentions=NO_MENTIONS)
+            return
+        await run(interaction, "help", command or "", wrap_help=not command)
 
     @app_commands.command(name="import", description="Moderators: read this channel's history")
     @app_commands.describe(count="How many recent messages to read, threads included")

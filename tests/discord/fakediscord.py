@@ -73,7 +73,7 @@ class FakeDiscord:
         app.router.add_get("/api/v10/oauth2/applications/@me", self.application)
         app.router.add_put("/api/v10/applications/{app}/commands", self.sync)
         app.router.add_post("/api/v10/channels/{channel}/messages", self.post_message)
-        app.router.add_get("/gateway", self.gateway)
+        app.router.add_get("/api/v10/gateway/bot", self.gateway_bot)
         app.router.add_get("/", self.gateway)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -106,6 +106,11 @@ class FakeDiscord:
         return _json(message("1600000000000000001", user(BOT_ID, "babble", bot=True),
                              body.get("content", "")))
 
+    async def gateway_bot(self, request: web.Request) -> web.Response:
+        return _json({"url": f"ws://127.0.0.1:{self.port}/", "shards": 1,
+                      "session_start_limit": {"total": 1000, "remaining": 999,
+                                              "reset_after": 0, "max_concurrency": 1}})
+
     async def gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -125,6 +130,7 @@ class FakeDiscord:
 
     def _script(self) -> list[tuple[str, dict[str, Any]]]:
         ready = {"v": 10, "user": user(BOT_ID, "babble", bot=True), "session_id": "s",
+                 "shard": [0, 1],
                  "resume_gateway_url": f"ws://127.0.0.1:{self.port}/",
                  "guilds": [{"id": GUILD_ID, "unavailable": True}],
                  "application": {"id": APP_ID, "flags": 0}}

@@ -11,10 +11,13 @@ import logging
 import discord
 import pytest
 import simcord
-from conftest import World
-from fakecore import FakeCore
 
 from bot.discord_front.errors import INTERNAL
+from tests.discord.fakecore import FakeCore
+from tests.discord.world import World
+
+# SHARD_COUNT 0 means "ask Discord"; SimCord answers one shard.
+pytestmark = pytest.mark.simcord(shard_count=1)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"x" * 64
 
@@ -44,7 +47,7 @@ async def test_slash_reply_pings_nobody(world: World, core: FakeCore) -> None:
     await world.alice.slash(world.general, "prob", sentence="@everyone hi")
     patches = [r for r in world.env.http_requests if r.method == "PATCH"]
     assert patches[-1].json["allowed_mentions"] == {"parse": []}
-    assert core.commands[-1] == ("prob", "@everyone hi")
+    assert core.commands[-1] == ("prob", "-- @everyone hi")
 
 
 async def test_replies_are_clipped_to_2000_characters(world: World) -> None:
@@ -163,7 +166,7 @@ async def test_slash_options_become_core_arguments(world: World, core: FakeCore)
     callbacks = [r.json for r in world.env.http_requests if r.path.endswith("/callback")]
     assert callbacks[-1] == {"type": 5}  # deferred: "the bot is thinking"
     assert result.response.content == "Done."
-    assert core.commands[-1] == ("continue", "Once upon --temp 0.5 --len 40 --seed 3")
+    assert core.commands[-1] == ("continue", "--temp 0.5 --len 40 --seed 3 -- Once upon")
     await world.alice.slash(world.general, "train", cancel=True)
     assert core.commands[-1] == ("train", "cancel")
     await world.alice.slash(world.general, "forget", what="me")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import discord
-from conftest import World
-from fakecore import FakeCore
+import pytest
 
 from bot.discord_front.events import IMPORT_MAX
+from tests.discord.fakecore import FakeCore
+from tests.discord.world import World
+
+# SHARD_COUNT 0 means "ask Discord"; SimCord answers one shard.
+pytestmark = pytest.mark.simcord(shard_count=1)
 
 
 def seed_history(world: World) -> dict[str, list[int]]:

@@ -12,11 +12,11 @@ import pytest
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
-from fakecore import FakeCore
-from fakediscord import CHANNEL_ID, FakeDiscord
 
 from bot.discord_front import build_bot
 from bot.settings import Settings
+from tests.discord.fakecore import FakeCore
+from tests.discord.fakediscord import CHANNEL_ID, FakeDiscord
 
 
 @pytest.fixture
