@@ -1,0 +1,196 @@
+"""The Discord front over the real core: every command by prefix and by slash, the database.
+
+A tiny base model (a few GRU steps and a 4-gram) keeps sampling and training fast.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import simcord
+
+from bot.core import Core
+from bot.settings import Settings
+from tests.discord.world import World
+
+pytestmark = pytest.mark.simcord(shard_count=1, settle_timeout=30)
+
+TEXT = "\n".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(60))
+
+
+@pytest.fixture
+def front_settings(real_settings: Settings) -> Settings:
+    return real_settings
+
+
+@pytest.fixture
+def core(real_core: Core) -> Core:
+    return real_core
+
+
+def corpus_rows(db: Path) -> list[tuple[str, str, str]]:
+    """(platform message id, source, text) of every stored message."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT platform_msg_id, source, text FROM messages "
+                            "ORDER BY id").fetchall()
+
+
+async def flushed(core: Core) -> None:
+    await core.services.corpus.flush()
+
+
+def moderator(world: World) -> simcord.MemberActor:
+    return world.member("mod", world.guild.create_role("Babble Mods"))
+
+
+async def test_babble_and_continue_same_by_prefix_and_slash(world: World) -> None:
+    await world.alice.send(world.general, "!babble --len 40 --seed 7")
+    by_prefix = world.general.last_message.content
+    result = await world.alice.slash(world.general, "babble", len=40, seed=7)
+    assert by_prefix and result.response.content == by_prefix
+
+    await world.alice.send(world.general, "!continue To be --len 20 --seed 3")
+    assert world.general.last_message.content.startswith("To be")
+    result = await world.alice.slash(world.general, "continue", text="To be --not", len=20,
+                                     seed=3)
+    assert result.response.content.startswith("To be --not")  # text after `--` stays text
+
+
+async def test_prob_with_its_picture(world: World) -> None:
+    for reply in (await world.alice.send(world.general, "!prob To be or not to be") and
+                  world.general.last_message,
+                  (await world.alice.slash(world.general, "prob",
+                                           sentence="To be or not to be")).response):
+        assert "bits" in reply.content
+        (png,) = reply.attachments
+        assert png.filename == "surprisal.png"
+        assert world.env.backend.cdn.get(png.url).startswith(b"\x89PNG")
+
+
+async def test_help_lists_import_too(world: World) -> None:
+    await world.alice.send(world.general, "!help")
+    assert "!babble" in world.general.last_message.content
+    assert "!import [N]" in world.general.last_message.content
+    result = await world.alice.slash(world.general, "help")
+    assert "/import [N]" in result.response.content
+    result = await world.alice.slash(world.general, "help", command="prob")
+    assert result.response.content.startswith("!prob <sentence>")
+    await world.alice.send(world.general, "!help import")
+    assert world.general.last_message.content.startswith("!import [N] (moderators)")
+
+
+async def test_learn_corpus_forget(world: World, core: Core,
+                                  front_settings: Settings) -> None:
+    await world.alice.send(world.general, "!learn Thou art more lovely")
+    assert world.general.last_message.content.startswith("learned 20 characters")
+    result = await world.alice.slash(world.general, "learn", text="and more temperate")
+    assert result.response.content.startswith("learned 18 characters")
+    await world.alice.send(world.general, "!learn", attachments=[("sonnet.txt", b"\xff\xfe")])
+    assert "not UTF-8 text" in world.general.last_message.content
+
+    result = await world.alice.slash(world.general, "corpus")
+    assert "2 messages" in result.response.content
+    await world.alice.send(world.general, "!forget me")
+    assert world.general.last_message.content.startswith("removed 2 messages")
+    assert corpus_rows(front_settings.db_path) == []
+
+
+async def test_moderator_commands_refused_then_granted(world: World) -> None:
+    await world.alice.send(world.general, "!listen on")
+    assert "for moderators only" in world.general.last_message.content
+    result = await world.alice.slash(world.general, "forget", what="all")
+    assert "for moderators only" in result.response.content
+
+    mod = moderator(world)
+    await mod.send(world.general, "!listen on")
+    assert world.general.last_message.content.startswith("listening: from now on")
+    result = await mod.slash(world.general, "listen", state="off")
+    assert result.response.content.startswith("listening is off")
+    result = await mod.slash(world.general, "forget", what="all")
+    assert result.response.content.startswith("forgot this channel")
+
+
+async def test_train_edits_progress_and_attaches_the_curve(world: World) -> None:
+    mod = moderator(world)
+    await mod.send(world.general, "!learn", attachments=[("corpus.txt", TEXT.encode())])
+    await mod.send(world.general, "!train")
+    progress = world.bot_replies()[-1]
+    assert progress.content.startswith("training done in"), progress.content
+    assert progress.edited_at is not None
+    (curve,) = progress.attachments
+    assert curve.filename == "loss-curve.png"
+    assert world.env.backend.cdn.get(curve.url).startswith(b"\x89PNG")
+
+    result = await mod.slash(world.general, "model")
+    assert "answering here" in result.response.content
+    result = await mod.slash(world.general, "train", minutes=0.5)  # slash path, same lifecycle
+    assert result.response.content.startswith("training done in")
+    assert result.response.attachments[0].filename == "loss-curve.png"
+    await mod.send(world.general, "!model rollback")
+    assert world.general.last_message.content.startswith("rolled back")
+
+
+async def test_listened_messages_edits_and_deletes_reach_the_database(
+        world: World, core: Core, front_settings: Settings) -> None:
+    db = front_settings.db_path
+    await moderator(world).send(world.general, "!listen on")
+    robot = world.guild.add_member(world.env.create_user("robot", bot=True))
+    keep = await world.alice.send(world.general, "a message worth keeping")
+    edit = await world.alice.send(world.general, "a message with a typo")
+    gone = await world.alice.send(world.general, "a message to delete")
+    await robot.send(world.general, "bots are never stored")
+    await world.alice.send(world.general, "!corpus")  # commands are not stored either
+    await flushed(core)
+    assert [r[2] for r in corpus_rows(db)] == ["a message worth keeping", "a message with a typo",
+                                               "a message to delete"]
+
+    await world.alice.edit(edit, "a message without a typo")
+    await world.alice.delete(gone)
+    assert [(r[0], r[2]) for r in corpus_rows(db)] == [
+        (str(keep.id), "a message worth keeping"), (str(edit.id), "a message without a typo")]
+
+    backend = world.env.backend
+    backend.bulk_delete_messages(world.general.id, [keep.id, edit.id])
+    await world.env.settle()
+    assert corpus_rows(db) == []
+
+
+async def test_import_is_resumable_and_raw_deletes_reach_it(
+        world: World, core: Core, front_settings: Settings) -> None:
+    backend = world.env.backend
+    old = [backend.create_message(world.general.id, world.alice.id, f"from long ago {i}",
+                                  broadcast=False) for i in range(4)]
+    mod = moderator(world)
+    # Newest first: the progress message and the command itself are read and skipped.
+    await mod.send(world.general, "!import 3")
+    assert "read 3/3 messages (0 threads), 1 new in the corpus" in world.bot_replies()[-1].content
+    await mod.send(world.general, "!import 20")  # again, further back: only what is missing
+    assert "3 new in the corpus" in world.bot_replies()[-1].content
+    assert len(corpus_rows(front_settings.db_path)) == 4
+
+    backend.delete_message(world.general.id, old[0].id)  # never in the bot's cache
+    await world.env.settle()
+    assert str(old[0].id) not in {r[0] for r in corpus_rows(front_settings.db_path)}
+
+
+async def test_generated_text_pings_nobody(world: World) -> None:
+    role = world.guild.create_role("Pingable", mentionable=True)
+    text = f"@everyone {world.alice.mention} {role.mention}"
+    await world.alice.send(world.general, f"!continue {text} --len 5 --seed 1")
+    stored = world.stored(world.general.last_message)
+    assert not stored.mention_everyone and stored.ping_user_ids == [] == stored.ping_role_ids
+
+
+async def test_replies_fit_and_bad_input_is_answered(world: World) -> None:
+    await world.alice.send(world.general, "!babble --len 1000 --n 5 --seed 1")
+    assert 0 < len(world.general.last_message.content) <= 2000
+    await world.alice.send(world.general, "!babble --temp hot")
+    assert "bad value 'hot' for --temp" in world.general.last_message.content
+    await world.alice.send(world.general, "!nosuchcommand")
+    assert "unknown command" in world.general.last_message.content
+    replies = len(world.bot_replies())
+    await world.alice.send(world.general, world.env.bot.user.mention)  # only a mention
+    await world.alice.send(world.general, "😀" * 2000)  # not listening: ignored
+    assert len(world.bot_replies()) == replies
