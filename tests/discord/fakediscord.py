@@ -60,9 +60,11 @@ def guild() -> dict[str, Any]:
 class FakeDiscord:
     """The server; `posted` collects the JSON bodies of messages the bot sends."""
 
-    def __init__(self, trigger: str) -> None:
-        self.trigger = trigger
+    def __init__(self, *triggers: str) -> None:
+        self.triggers = triggers  # messages the owner sends once the bot is connected
         self.posted: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._posts = 0
+        self._post_seen = asyncio.Event()
         self.commands_synced: list[Any] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -103,6 +105,8 @@ class FakeDiscord:
     async def post_message(self, request: web.Request) -> web.Response:
         body = await request.json()
         await self.posted.put(body)
+        self._posts += 1
+        self._post_seen.set()
         return _json(message("1600000000000000001", user(BOT_ID, "babble", bot=True),
                              body.get("content", "")))
 
@@ -125,8 +129,17 @@ class FakeDiscord:
             elif payload["op"] == 2:  # identify
                 for event, data in self._script():
                     seq += 1
-                    await ws.send_str(json.dumps({"op": 0, "t": event, "s": seq, "d": data}))
+                    await self._send(ws, {"op": 0, "t": event, "s": seq, "d": data})
         return ws
+
+    async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        """Send one dispatch; after a command, wait for the bot's answer (as a person would)."""
+        before = self._posts
+        await ws.send_str(json.dumps(payload))
+        if payload["t"] == "MESSAGE_CREATE" and payload["d"]["content"].startswith("!"):
+            while self._posts == before:
+                self._post_seen.clear()
+                await asyncio.wait_for(self._post_seen.wait(), timeout=30)
 
     def _script(self) -> list[tuple[str, dict[str, Any]]]:
         ready = {"v": 10, "user": user(BOT_ID, "babble", bot=True), "session_id": "s",
@@ -134,6 +147,6 @@ class FakeDiscord:
                  "resume_gateway_url": f"ws://127.0.0.1:{self.port}/",
                  "guilds": [{"id": GUILD_ID, "unavailable": True}],
                  "application": {"id": APP_ID, "flags": 0}}
-        return [("READY", ready), ("GUILD_CREATE", guild()),
-                ("MESSAGE_CREATE", message("1700000000000000001", user(USER_ID, "alice"),
-                                           self.trigger))]
+        said = [("MESSAGE_CREATE", message(str(1700000000000000001 + i), user(USER_ID, "owner"),
+                                           text)) for i, text in enumerate(self.triggers)]
+        return [("READY", ready), ("GUILD_CREATE", guild()), *said]

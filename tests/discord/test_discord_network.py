@@ -7,6 +7,11 @@ a local fake of Discord instead, so the login, command sync, identify and send p
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
 
 import pytest
 import yarl
@@ -18,10 +23,13 @@ from bot.settings import Settings
 from tests.discord.fakecore import FakeCore
 from tests.discord.fakediscord import CHANNEL_ID, FakeDiscord
 
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cret-t0ken-never-logged"
+
 
 @pytest.fixture
 async def fake_discord(monkeypatch: pytest.MonkeyPatch):
-    server = FakeDiscord(trigger="!say hello @everyone")
+    server = FakeDiscord("!say hello @everyone")
     await server.start()
     monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/api/v10")
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY",
@@ -47,3 +55,34 @@ async def test_logs_in_and_answers_over_the_network(fake_discord: FakeDiscord) -
     assert {c["name"] for c in fake_discord.commands_synced} >= {"babble", "prob", "import"}
     assert core.handled[0].channel_id == CHANNEL_ID
     assert core.handled[0].may_moderate  # the guild owner
+
+
+async def test_python_m_bot_serves_discord_and_flushes_on_sigterm(tmp_path: Path,
+                                                                  tiny_base: Path) -> None:
+    """The real entry point: connects, answers, and on SIGTERM writes what it was holding."""
+    server = FakeDiscord("!listen on", "words worth keeping", "!help")
+    await server.start()
+    env = {**os.environ, "FAKE_DISCORD_PORT": str(server.port), "DISCORD_TOKEN": SECRET,
+           "BOT_DB": str(tmp_path / "bot.db"), "BOT_CHECKPOINTS": str(tmp_path / "channels"),
+           "BASE_MODEL": str(tiny_base), "LISTEN_FLUSH_S": "3600", "SAMPLE_WORKERS": "1",
+           "TORCH_THREADS": "1", "LOG_LEVEL": "INFO"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.discord.netrun", env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        listening = await asyncio.wait_for(server.posted.get(), timeout=60)
+        helped = await asyncio.wait_for(server.posted.get(), timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await server.stop()
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert listening["content"].startswith("listening: from now on")
+    assert helped["content"].startswith("commands:")
+    assert "core closed" in log and SECRET not in log
+    with sqlite3.connect(tmp_path / "bot.db") as conn:  # the buffered message was written
+        texts = [r[0] for r in conn.execute("SELECT text FROM messages")]
+    assert texts == ["words worth keeping"]
