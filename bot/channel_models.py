@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lm
@@ -76,7 +75,8 @@ class ChannelModelSource:
 
     async def _load(self, row: ModelRow) -> ChannelModels:
         try:
-            mix, rnn = await self._pool.run(engine.load_version, Path(row.path))
+            mix, rnn = await self._pool.run(engine.load_version,
+                                            self.settings.checkpoint_dir / row.path)
         except lm.LmError as err:
             log.error("channel model v%d (%s) cannot be loaded, using the base model: %s",
                       row.version, row.path, err)

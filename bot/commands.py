@@ -195,8 +195,7 @@ async def corpus(ctx: Context) -> Reply:
     stats = await svc.store.corpus_stats(ch.id)
     current = await svc.models.for_channel(ch)
     row = await svc.store.active_model(ch.id)
-    answering = replies.model_line(row if current.model_id == (row and row.id) else None,
-                                   current.label)
+    answering = replies.model_line(None if current.note else row, current.label)
     job = svc.trainer.jobs.get(ch.id)
     return Reply(replies.corpus_text(stats, svc.settings.max_corpus_chars, ch.listening,
                                      answering, job and progress_text(job)))
@@ -235,7 +234,7 @@ async def model(ctx: Context) -> Reply:
         raise UserError("usage: !model or !model rollback")
     current = await svc.models.for_channel(ch)
     row = await svc.store.active_model(ch.id)
-    lines = [f"answering here: {replies.model_line(row, current.label) if row else current.label}",
+    lines = [f"answering here: {replies.model_line(None if current.note else row, current.label)}",
              replies.versions_text(await svc.store.models(ch.id), row and row.id),
              f"base: {svc.models.base_label()}"]
     lines += [f"note: {n}" for n in (current.note, *svc.models.base.notes) if n]

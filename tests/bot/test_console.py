@@ -1,0 +1,143 @@
+"""`python -m bot` as a user runs it: piped console, signals, a locked database, a crash."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.bot.helpers import JOHN, lines_of, rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_base: Path) -> dict[str, str]:
+    """Environment of a bot process with its own database and the tiny base model."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "BOT_DB": str(tmp_path / "bot.db"),
+            "BOT_CHECKPOINTS": str(tmp_path / "channels"), "BOT_PLOTS_DIR": str(tmp_path / "p"),
+            "BASE_MODEL": str(tiny_base), "LOG_LEVEL": "WARNING", "TRAIN_EVAL_EVERY": "2",
+            "PROGRESS_EDIT_S": "0"}
+
+
+def bot(env: dict[str, str], stdin: str, *args: str, timeout: float = 60) -> \
+        subprocess.CompletedProcess:
+    """Run `python -m bot --console` to the end of its piped input."""
+    return subprocess.run([sys.executable, "-m", "bot", "--console", "--env-file", "none",
+                           *args], input=stdin, capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
+
+
+class Running:
+    """A bot process whose input stays open, read line by line as it answers."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--console", "--env-file", "none"], env=env, cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def type(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if text in line:
+                return line
+
+
+def test_piped_console_answers_each_line_and_exits(env: dict[str, str], tmp_path: Path) -> None:
+    done = bot(env, "!babble\n!prob To be or not to be\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0].strip()  # the babble
+    assert out[1].startswith("'To be or not to be': 18 characters")
+    assert any(line.startswith("verdict:") for line in out)
+    (picture,) = [line for line in out if line.startswith("[picture: ")]
+    assert Path(picture[len("[picture: "):-1]).read_bytes().startswith(b"\x89PNG")
+    assert "Traceback" not in done.stderr
+
+
+def test_console_learns_files_and_reports_bad_ones(env: dict[str, str], tmp_path: Path) -> None:
+    book = tmp_path / "john.txt"
+    book.write_text("\n".join(lines_of(JOHN, 1000)))
+    done = bot(env, f"!learn < {book}\n!learn < {tmp_path / 'missing.txt'}\n!corpus\n",
+               "--channel", "bible")
+    assert "lines from 'john.txt'" in done.stdout and "cannot read" in done.stdout
+    assert rows(Path(env["BOT_DB"]), "SELECT channel_key FROM channels") == [("bible",)]
+
+
+def test_locked_database_at_start_is_a_clear_error(env: dict[str, str]) -> None:
+    db = env["BOT_DB"]
+    assert bot(env, "").returncode == 0  # creates the database
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], "
+         "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); "
+         "time.sleep(60)", db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = bot({**env, "DB_BUSY_TIMEOUT_S": "0.2"}, "!babble\n")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2
+    assert "error: database" in done.stderr and "locked by another process" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_setting_is_a_clear_error(env: dict[str, str]) -> None:
+    done = bot({**env, "SAMPLE_WORKERS": "lots"}, "")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: setting SAMPLE_WORKERS must be an integer, got 'lots'"
+
+
+def test_sigterm_flushes_pending_writes(env: dict[str, str]) -> None:
+    running = Running({**env, "LISTEN_FLUSH_S": "600", "LISTEN_BATCH": "1000"})
+    running.type("!listen on")
+    running.type("kept one")
+    running.type("kept two")
+    running.type("!help")
+    running.wait_for("commands:")
+    assert rows(Path(env["BOT_DB"]), "SELECT COUNT(*) FROM messages") == [(0,)]  # buffered
+    running.proc.send_signal(signal.SIGTERM)
+    assert running.proc.wait(timeout=30) == 0
+    assert rows(Path(env["BOT_DB"]), "SELECT text FROM messages ORDER BY id") == \
+        [("kept one",), ("kept two",)]
+    assert "Traceback" not in running.proc.stderr.read()
+
+
+def test_sigkill_during_training_loses_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    db = Path(env["BOT_DB"])
+    book = tmp_path / "john.txt"
+    book.write_text("\n".join(lines_of(JOHN, 6000)))
+    first = bot({**env, "TRAIN_MAX_STEPS": "4"}, f"!learn < {book}\n!train\n")
+    assert "Model v1 answers here now" in first.stdout, first.stdout + first.stderr
+    (ckpt,) = rows(db, "SELECT path FROM models")
+    messages = rows(db, "SELECT COUNT(*) FROM messages")
+
+    running = Running(env)  # no step cap: trains until killed
+    running.type("!train --minutes 5")
+    running.wait_for("· step")
+    running.proc.kill()
+    running.proc.wait(timeout=30)
+
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(db, "SELECT path FROM models") == [ckpt]
+    assert rows(db, "SELECT COUNT(*) FROM messages") == messages
+    after = bot(env, "!model\n!babble --len 20\n")
+    assert after.returncode == 0
+    assert "answering here: this channel's model v1" in after.stdout
+    assert "note:" not in after.stdout  # the previous checkpoint loads fine
