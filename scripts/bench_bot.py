@@ -1,0 +1,264 @@
+"""Benchmarks of the bot core (issue 3): event-loop lag, command latency, model-cache memory.
+
+    python scripts/bench_bot.py             # the full run, with the shipped base model
+    python scripts/bench_bot.py --quick     # a small run with a tiny model, to check it works
+
+1. Event-loop lag (p50, p99, max), sampled every 10 ms while a channel fine-tune runs in the
+   same process (target: p99 at most 50 ms).
+2. N `!babble` / `!continue` / `!prob` commands from C channels at once through the core, with the
+   real worker pool and database: p50/p95 latency and commands per second; then the same while
+   one training runs (target: p95 under 2 s without training).
+3. Memory: peak RSS with M channel models loaded through the LRU cache, against the cap.
+
+Prints a report and writes JSON (--out). Everything lives in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import lm  # noqa: E402
+from bot.core import Core  # noqa: E402
+from bot.messages import Incoming, Reply  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.training import channel_folder  # noqa: E402
+
+CORPORA = Path("/work/shared/corpora") if Path("/work/shared/corpora").is_dir() \
+    else ROOT.parent / "shared" / "corpora"
+SENTENCES = ["To be, or not to be, that is the question", "In the beginning was the Word",
+             "Friends, Romans, countrymen, lend me your ears",
+             "Now is the winter of our discontent"]
+log = logging.getLogger("bench")
+
+
+class Sink:
+    """A Responder that counts replies and keeps the last text."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def send(self, reply: Reply) -> Sink:
+        self.texts.append(reply.text)
+        return self
+
+    async def edit(self, reply: Reply) -> None:
+        self.texts.append(reply.text)
+
+
+def msg(channel: str, text: str, user: str = "bench") -> Incoming:
+    return Incoming("bench", channel, user, user, text, may_moderate=True)
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MiB (Linux /proc)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
+                  if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) in the same unit as values."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, int(q) - 1))]
+
+
+def corpus_lines(chars: int, offset: int) -> list[str]:
+    """About `chars` characters of Shakespeare lines, starting further in for each channel."""
+    text = (CORPORA / "tinyshakespeare.txt").read_text(encoding="utf-8")
+    start = (offset * 7919) % max(1, len(text) - chars)
+    return [line for line in text[start:start + chars].splitlines() if line.strip()]
+
+
+def tiny_base(folder: Path) -> str:
+    """A small GRU + 4-gram mix for --quick (seconds to build)."""
+    msgs = corpus_lines(20_000, 0)
+    rnn = lm.train(msgs, lm.TrainConfig(kind="gru", hidden=64, embed=16, max_steps=20,
+                                        minutes=None, batch=8, bptt=32, eval_every=10)).model
+    ngram = lm.train(msgs, lm.TrainConfig(kind="ngram", order=4)).model
+    path = folder / "tiny-base.pt"
+    lm.save(lm.fit_mix([rnn, ngram], msgs[-40:]), path)
+    return str(path)
+
+
+async def lag_while(core: Core, seconds: float, every: float = 0.010) -> list[float]:
+    """Event-loop lag samples in ms: how late a 10 ms sleep wakes up, for `seconds`."""
+    loop = asyncio.get_running_loop()
+    samples, end = [], loop.time() + seconds
+    while loop.time() < end:
+        t0 = time.perf_counter()
+        await asyncio.sleep(every)
+        samples.append(max(0.0, (time.perf_counter() - t0 - every) * 1000))
+    return samples
+
+
+def lag_summary(samples: list[float]) -> dict[str, float]:
+    return {"samples": len(samples), "p50_ms": pct(samples, 50), "p99_ms": pct(samples, 99),
+            "max_ms": max(samples)}
+
+
+async def start_training(core: Core, channel: str, minutes: float) -> Sink:
+    """Give a channel a corpus and start `!train`; returns the sink of its messages."""
+    await core.import_messages([msg(channel, line) for line in corpus_lines(60_000, 99)])
+    sink = Sink()
+    await core.handle(msg(channel, f"!train --minutes {minutes:g}"), sink)
+    return sink
+
+
+async def bench_lag(core: Core, seconds: float, minutes: float) -> dict:
+    """Part 1: loop lag while a fine-tune runs."""
+    sink = await start_training(core, "lag-train", minutes)
+    samples = await lag_while(core, seconds)
+    await core.handle(msg("lag-train", "!train cancel"), Sink())
+    await core.wait_trainings()
+    return {**lag_summary(samples), "training_messages": sink.texts[-1:]}
+
+
+async def burst(core: Core, n: int, channels: int) -> dict:
+    """Part 2: n commands from `channels` channels at once; latency in seconds."""
+    async def one(i: int) -> tuple[float, str]:
+        kind = i % 3
+        text = ("!babble" if kind == 0 else f"!continue {SENTENCES[i % 4][:20]}" if kind == 1
+                else f"!prob {SENTENCES[i % 4]}")
+        sink = Sink()
+        t0 = time.perf_counter()
+        await core.handle(msg(f"ch{i % channels}", text, f"user{i}"), sink)
+        return time.perf_counter() - t0, sink.texts[0] if sink.texts else ""
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(n)))
+    wall = time.perf_counter() - t0
+    lat = [r[0] for r in results]
+    busy = sum(1 for _, t in results if t.startswith("busy"))
+    return {"commands": n, "channels": channels, "busy": busy, "wall_s": wall,
+            "commands_per_s": n / wall, "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
+            "max_s": max(lat)}
+
+
+async def bench_commands(core: Core, n: int, channels: int, minutes: float) -> dict:
+    """Part 2 twice: without, then with, one training running."""
+    for c in range(channels):  # each channel has text, so !prob counts its own n-gram
+        await core.import_messages([msg(f"ch{c}", line) for line in corpus_lines(4000, c)])
+    await burst(core, channels, channels)  # warm-up: load models, count n-grams
+    quiet = await burst(core, n, channels)
+    sink = await start_training(core, "cmd-train", minutes)
+    await asyncio.sleep(1.0)  # let the training get going
+    busy = await burst(core, n, channels)
+    await core.handle(msg("cmd-train", "!train cancel"), Sink())
+    await core.wait_trainings()
+    return {"without_training": quiet, "with_training": busy,
+            "training_messages": sink.texts[-1:]}
+
+
+async def make_versions(core: Core, count: int) -> None:
+    """Give `count` channels a trained-looking version: base RNN + own n-gram, saved to disk."""
+    svc = core.services
+    rnn = svc.models.base.rnn
+    for c in range(count):
+        lines = corpus_lines(6000, 1000 + c)
+        ngram = lm.train(lines, lm.TrainConfig(kind="ngram")).model
+        mix = lm.fit_mix([rnn, ngram], lines[-30:]) if rnn is not None else ngram
+        channel = await svc.store.channel("bench", f"mem{c}")
+        rel = f"{channel_folder(channel)}/v1"
+        (core.settings.checkpoint_dir / rel).mkdir(parents=True)
+        lm.save(mix, core.settings.checkpoint_dir / rel / "model.pt")
+        await svc.store.add_model(channel.id, rel, mix.kind, {"bench": True})
+
+
+async def bench_memory(core: Core, count: int) -> dict:
+    """Part 3: load `count` channel models through the cache; RSS against the cap."""
+    await make_versions(core, count)
+    rss_before, _ = rss_mb()
+    for c in range(count):
+        await core.handle(msg(f"mem{c}", "!babble --len 20"), Sink())
+    rss_after, peak = rss_mb()
+    cache = core.services.models.cache
+    return {"models": count, "cap_mb": cache.cap_bytes / 2**20, "cached": len(cache),
+            "cached_mb": cache.nbytes / 2**20, "evictions": cache.evictions,
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak}
+
+
+async def run(args: argparse.Namespace, folder: Path) -> dict:
+    base = tiny_base(folder) if args.quick else args.base
+    settings = Settings(db_path=folder / "bench.db", checkpoint_dir=folder / "channels",
+                        plots_dir=folder / "plots", base_model=base, cooldown_user_rate=0,
+                        cooldown_channel_rate=0, queue_limit=args.queue_limit,
+                        model_cache_mb=args.cache_mb, progress_edit_s=2.0)
+    out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                             "python": platform.python_version(), "torch": torch.__version__,
+                             "torch_threads": torch.get_num_threads(),
+                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+                 "settings": {"base_model": base, "queue_limit": args.queue_limit,
+                              "sample_workers": settings.sample_workers,
+                              "model_cache_mb": args.cache_mb, "quick": args.quick}}
+    async with await Core.open(settings) as core:
+        out["base"] = core.services.models.base_label()
+        out["memory"] = await bench_memory(core, args.models)
+        out["commands"] = await bench_commands(core, args.commands, args.channels,
+                                               args.train_minutes)
+        out["lag"] = await bench_lag(core, args.lag_seconds, args.train_minutes)
+    return out
+
+
+def report(r: dict) -> str:
+    """The results as text, for the terminal and BENCHMARKS.md."""
+    m, c, lag = r["memory"], r["commands"], r["lag"]
+    lines = [f"machine: {r['machine']}", f"base model: {r['base']}",
+             f"1. event-loop lag during a fine-tune: p50 {lag['p50_ms']:.1f} ms, p99 "
+             f"{lag['p99_ms']:.1f} ms, max {lag['max_ms']:.1f} ms ({lag['samples']} samples)"]
+    for name in ("without_training", "with_training"):
+        b = c[name]
+        lines.append(f"2. {b['commands']} commands from {b['channels']} channels, {name}: "
+                     f"p50 {b['p50_s']:.2f} s, p95 {b['p95_s']:.2f} s, max {b['max_s']:.2f} s, "
+                     f"{b['commands_per_s']:.1f} commands/s, busy {b['busy']}")
+    lines.append(f"3. {m['models']} channel models: {m['cached']} cached, {m['cached_mb']:.0f} "
+                 f"MiB of {m['cap_mb']:.0f} MiB cap, {m['evictions']} evictions; RSS "
+                 f"{m['rss_before_mb']:.0f} → {m['rss_after_mb']:.0f} MiB, peak "
+                 f"{m['peak_rss_mb']:.0f} MiB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and a tiny model")
+    parser.add_argument("--base", default="base", help="base model name or checkpoint path")
+    parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument("--channels", type=int, default=20)
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--cache-mb", type=float, default=512.0)
+    parser.add_argument("--queue-limit", type=int, default=256,
+                        help="large enough that a burst queues instead of being refused")
+    parser.add_argument("--lag-seconds", type=float, default=30.0)
+    parser.add_argument("--train-minutes", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.commands, args.channels, args.models = 30, 6, 8
+        args.lag_seconds, args.train_minutes = 4.0, 0.5
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-bot-") as tmp:
+        results = asyncio.run(run(args, Path(tmp)))
+    print(report(results))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
