@@ -39,12 +39,16 @@ def _messages(text: str, lines: bool) -> list[str]:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
+    import torch
     from tqdm import tqdm
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     init = load(a.init) if a.init else None
     cfg = TrainConfig(kind=a.kind, hidden=a.hidden, layers=a.layers, embed=a.embed,
                       dropout=a.dropout, order=a.order, batch=a.batch, bptt=a.bptt, lr=a.lr,
-                      warmup=a.warmup, minutes=a.minutes, max_steps=a.steps,
+                      warmup=a.warmup, minutes=a.minutes if a.minutes > 0 else None,
+                      max_steps=a.steps,
                       eval_every=a.eval_every, patience=a.patience, seed=a.seed,
                       device=a.device)
     bar = tqdm(total=100, unit="%", disable=a.quiet or cfg.kind == "ngram")

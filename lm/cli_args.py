@@ -28,7 +28,8 @@ def _train(sub) -> None:
     p.add_argument("--keep-if-worse", action=argparse.BooleanOptionalAction, default=True,
                    help="with --init: save even if validation got worse (default yes)")
     p.add_argument("--out", required=True, help="checkpoint to write")
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget (0: none)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--steps", type=_positive_int, help="step budget")
     p.add_argument("--device", default="cpu")
     for name, typ, default in [("hidden", int, 512), ("layers", int, 1), ("embed", int, 64),

@@ -38,7 +38,7 @@ def build(kind: str, config: dict[str, Any], extra: dict[str, Any] | None = None
     """A fresh model of `kind` with the given config (a mix needs its `extra` components)."""
     if kind == "mix":
         parts = [build(c["kind"], c["config"], c.get("extra")) for c in config["components"]]
-        return Mix(parts, list(config["weights"]))
+        return Mix(parts, config["weights"], config.get("edges", ()))
     cfg = make_config(kind, config)  # raises for an unknown kind
     return KINDS[kind][0](cfg, **(extra or {}))
 

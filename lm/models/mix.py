@@ -1,4 +1,10 @@
-"""A weighted mixture of models, itself a model: P(x) = sum_i w_i P_i(x)."""
+"""A mixture of models, itself a model: P(x) = sum_i w_i P_i(x).
+
+The weights may depend on how sure each component is: every component's entropy (in nats)
+falls into one of len(edges)+1 bins, and each combination of bins has its own weights. With no
+edges this is a plain fixed-weight mixture. Only the components' own distributions are used,
+so the mixture works for any models.
+"""
 
 from __future__ import annotations
 
@@ -10,64 +16,93 @@ from torch import nn
 
 from lm.models.base import LanguageModel, State
 
+DEFAULT_EDGES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # entropy bin edges, nats
+
 
 @dataclass(frozen=True)
 class MixConfig:
-    """Component descriptions ({"kind", "config"} each) and their mixture weights (sum 1)."""
+    """Components ({"kind", "config", "extra"} each), entropy bin edges in nats, and one
+    weight vector (summing to 1) per combination of bins: (len(edges)+1)**K of them."""
 
     components: tuple[dict, ...] = ()
-    weights: tuple[float, ...] = ()
+    weights: tuple[tuple[float, ...], ...] = ()
+    edges: tuple[float, ...] = ()
 
 
 class Mix(LanguageModel):
-    """Probabilities averaged with fixed weights; the state is the tuple of component states."""
+    """Probabilities averaged with weights chosen per position; state = component states."""
 
     kind = "mix"
 
-    def __init__(self, parts: list[LanguageModel], weights: list[float]) -> None:
+    def __init__(self, parts: list[LanguageModel], weights, edges=()) -> None:
         super().__init__()
-        if len(parts) < 2 or len(parts) != len(weights):
-            raise ValueError("a mix needs at least two models and one weight per model")
-        if any(w < 0 for w in weights) or not math.isclose(sum(weights), 1.0, rel_tol=1e-4):
-            raise ValueError(f"mixture weights must be >= 0 and sum to 1, got {weights}")
+        table = [list(weights)] if weights and not isinstance(weights[0], list | tuple) \
+            else [list(w) for w in weights]
+        k, bins = len(parts), len(edges) + 1
+        if k < 2 or len(table) != bins**k or any(len(w) != k for w in table):
+            raise ValueError(f"a mix of {k} models with {bins} bins needs {bins ** k} "
+                             f"weight vectors of {k}")
+        for w in table:
+            if any(x < 0 for x in w) or not math.isclose(sum(w), 1.0, rel_tol=1e-4):
+                raise ValueError(f"mixture weights must be >= 0 and sum to 1, got {w}")
         self.parts = nn.ModuleList(parts)
-        self.config = MixConfig(
-            components=tuple(p.spec() for p in parts), weights=tuple(float(w) for w in weights)
-        )
-        self.register_buffer("log_w", torch.tensor(weights).log(), persistent=False)
+        self.config = MixConfig(tuple(p.spec() for p in parts),
+                                tuple(tuple(float(x) for x in w) for w in table),
+                                tuple(float(e) for e in edges))
+        self.register_buffer("log_w", torch.tensor(table).clamp_min(1e-12).log(),
+                             persistent=False)  # [buckets, K]
+        self.register_buffer("edges", torch.tensor(self.config.edges), persistent=False)
 
     def spec(self) -> dict:
-        comps = [p.spec() for p in self.parts]
-        config = {"components": comps, "weights": list(self.config.weights)}
+        c = self.config
+        config = {"components": [p.spec() for p in self.parts],
+                  "weights": [list(w) for w in c.weights], "edges": list(c.edges)}
         return {"kind": self.kind, "config": config, "extra": {}}
-
-    def part(self, kind: str) -> LanguageModel:
-        """The first component of the given kind (e.g. "ngram")."""
-        for p in self.parts:
-            if p.kind == kind:
-                return p
-        raise KeyError(kind)
 
     def initial_state(self, batch: int) -> State:
         return tuple(p.initial_state(batch) for p in self.parts)
 
-    def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def component_logprobs(self, ids: torch.Tensor, state: State):
+        """Each component's log-probs [K, B, T, V] and the new states."""
         outs, states = [], []
         for p, s in zip(self.parts, state, strict=True):
             lp, s = p(ids, s)
             outs.append(lp)
             states.append(s)
-        stacked = torch.stack(outs) + self.log_w.view(-1, 1, 1, 1)  # [K, B, T, V]
-        return torch.logsumexp(stacked, dim=0), tuple(states)
+        return torch.stack(outs), tuple(states)
+
+    def buckets(self, lps: torch.Tensor) -> torch.Tensor:
+        """Bucket index [B, T] of each position from the components' entropies."""
+        bucket = torch.zeros(lps.shape[1:3], dtype=torch.long)
+        if len(self.edges) == 0:
+            return bucket
+        ent = -(lps.exp() * lps).sum(-1)  # [K, B, T] nats
+        bins = torch.bucketize(ent, self.edges)  # [K, B, T]
+        for b in bins:
+            bucket = bucket * (len(self.edges) + 1) + b
+        return bucket
+
+    def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        lps, states = self.component_logprobs(ids, state)  # [K, B, T, V]
+        log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
+        return torch.logsumexp(lps + log_w[..., None], dim=0), states
 
 
-def fit_weights(target_logp: torch.Tensor, iters: int = 50) -> list[float]:
-    """EM for mixture weights from each model's log-prob of the true symbols [K, N]."""
+def fit_weights(target_logp: torch.Tensor, buckets: torch.Tensor, n_buckets: int,
+                iters: int = 50, prior: float = 50.0) -> list[list[float]]:
+    """EM for per-bucket mixture weights from each model's log-prob of the true symbols [K, N].
+
+    `prior` pseudo-positions pull a sparsely populated bucket towards the global weights.
+    """
     k = target_logp.shape[0]
-    log_w = torch.full((k,), -math.log(k), dtype=torch.float64)
     lp = target_logp.double()
+    glob = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    w = glob.expand(n_buckets, k).clone()
     for _ in range(iters):
-        post = torch.softmax(lp + log_w[:, None], dim=0)  # [K, N] responsibilities
-        log_w = post.mean(dim=1).clamp_min(1e-6).log()
-    w = log_w.exp()
-    return (w / w.sum()).tolist()
+        post = torch.softmax(lp + w[buckets].T.log(), dim=0)  # [K, N] responsibilities
+        glob = post.mean(dim=1)
+        sums = torch.zeros(n_buckets, k, dtype=torch.float64).index_add_(0, buckets, post.T)
+        counts = torch.bincount(buckets, minlength=n_buckets).double()[:, None]
+        w = ((sums + prior * glob) / (counts + prior)).clamp_min(1e-6)
+        w = w / w.sum(dim=1, keepdim=True)
+    return w.tolist()

@@ -44,12 +44,12 @@ def context_keys(full: np.ndarray, order: int) -> np.ndarray:
     full: [B, order-1+T] symbols (state then new ids). Returns [B, T, order] int64 keys.
     """
     k = order - 1
-    win = np.lib.stride_tricks.sliding_window_view(full, k, axis=1)[:, 1:] if k else None
     b, t = full.shape[0], full.shape[1] - k
     keys = np.zeros((b, t, order), dtype=np.int64)
     acc = np.zeros((b, t), dtype=np.int64)
     for length in range(1, order):
-        acc = acc + win[..., k - length].astype(np.int64) * BASE ** (length - 1)
+        # the symbol `length` places back from each position: full[:, k - length + 1 + t]
+        acc = acc + full[:, k - length + 1 : k - length + 1 + t] * BASE ** (length - 1)
         keys[..., length] = acc + length * LEN_OFFSET
     return keys
 
@@ -168,7 +168,8 @@ class NGram(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         order = self.config.order
-        full = torch.cat([state.to(ids.device), ids], dim=1).cpu().numpy()  # [B, order-1+T]
+        full = torch.cat([state.to(ids.device), ids], dim=1).cpu().numpy()
+        full = full.astype(np.int64)  # [B, order-1+T]  # [B, order-1+T]
         keys = context_keys(full, order)  # [B, T, order]
         b, t = ids.shape
         probs = distributions(self.tables(), keys.reshape(b * t, order))

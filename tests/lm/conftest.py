@@ -25,10 +25,13 @@ def make(kind: str):
         return GRU(RecurrentConfig(hidden=16, layers=2, embed=8)).eval()
     if kind == "mix":
         return Mix([make("gru"), make("ngram")], [0.3, 0.7]).eval()
+    if kind == "gated-mix":  # weights depend on each part's entropy: 3 bins each, 9 buckets
+        weights = [[(i + 1) / 10, 1 - (i + 1) / 10] for i in range(9)]
+        return Mix([make("gru"), make("ngram")], weights, edges=(1.0, 3.0)).eval()
     return {"gru": GRU, "lstm": LSTM, "rnn": RNN}[kind](SMALL).eval()
 
 
-KINDS = ["uniform", "ngram", "rnn", "gru", "gru2", "lstm", "mix"]
+KINDS = ["uniform", "ngram", "rnn", "gru", "gru2", "lstm", "mix", "gated-mix"]
 
 
 @pytest.fixture(params=KINDS)

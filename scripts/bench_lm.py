@@ -1,0 +1,192 @@
+"""Benchmarks of the lm package, measured side by side in one run (see BENCHMARKS.md).
+
+    python scripts/bench_lm.py [--sections quality,throughput,finetune,latency] [--minutes 10]
+
+Prints a markdown report and writes the raw figures to out/bench_lm.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lm
+from lm.models import NGram, NGramConfig
+from lm.vocab import encode_messages
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "corpora"
+SHAKESPEARE = CORPORA / "tinyshakespeare.txt"
+SENTENCE = ("First Citizen: Before we proceed any further, hear me speak. "
+            "All: Speak, speak. You are all resolved?")[:100]
+
+
+def split() -> tuple[str, str]:
+    """nanoGPT's split of tinyshakespeare: first 90% train, last 10% validation."""
+    text = SHAKESPEARE.read_text(encoding="utf-8")
+    n = int(len(text) * 0.9)
+    return text[:n], text[n:]
+
+
+def val_loss(model, text: str) -> float:
+    """Stream nats/char; recurrent models in 16 lanes re-reading 256 symbols of context."""
+    return lm.evaluate(model, text, lanes=16 if model.kind != "ngram" else 1).nats_per_char
+
+
+def quality(rep: dict) -> None:
+    train, val = split()
+    rows = {"uniform": val_loss(lm.load("uniform"), val)}
+    for order in (3, 5, 7):
+        t = time.perf_counter()
+        ng = NGram(NGramConfig(order)).fit(encode_messages([train]))
+        ng.tables()
+        rows[f"ngram-{order}"] = val_loss(ng, val)
+        rows[f"ngram-{order} train seconds"] = time.perf_counter() - t
+    rows["base-rnn (shipped recurrent part)"] = val_loss(lm.load("base-rnn"), val)
+    rows["base (shipped default)"] = val_loss(lm.load("base"), val)
+    files = [p for p in (ROOT / "data").glob("*.pt")]
+    rows["shipped files MB"] = sum(p.stat().st_size for p in files) / 1e6
+    t = time.perf_counter()
+    lm.load("base")
+    rows["load base seconds"] = time.perf_counter() - t
+    rep["quality"] = rows
+
+
+class PlainGRU(nn.Module):
+    """The baseline: embedding, nn.GRU, linear, plain cross-entropy."""
+
+    def __init__(self, hidden: int = 512, embed: int = 64) -> None:
+        super().__init__()
+        self.embed, self.rnn = nn.Embedding(257, embed), nn.GRU(embed, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 257)
+
+    def forward(self, x, h):
+        out, h = self.rnn(self.embed(x), h)
+        return self.head(out), h
+
+
+def plain_loop(seconds: float, batch: int = 64, bptt: int = 128) -> float:
+    """chars/s of a plain PyTorch TBPTT loop of the same size as `lm train`'s."""
+    train, _ = split()
+    data = torch.tensor(list(train.encode()))
+    n = len(data) // batch
+    data = data[: n * batch].view(batch, n)
+    torch.manual_seed(0)
+    model = PlainGRU()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    h, pos, steps, t0 = None, 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        if pos + bptt + 1 > n:
+            pos, h = 0, None
+        x, y = data[:, pos : pos + bptt], data[:, pos + 1 : pos + bptt + 1]
+        logits, h = model(x, h)
+        loss = F.cross_entropy(logits.reshape(-1, 257), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        h, pos, steps = h.detach(), pos + bptt, steps + 1
+    return steps * batch * bptt / (time.perf_counter() - t0)
+
+
+def throughput(rep: dict, minutes: float) -> None:
+    text = SHAKESPEARE.read_text(encoding="utf-8")
+    cfg = lm.TrainConfig(kind="gru", hidden=512, embed=64, dropout=0.1, lr=3e-3,
+                         minutes=minutes, eval_every=250, patience=100)
+    res = lm.train(text, cfg)
+    ours = res.steps * cfg.batch * cfg.bptt / res.seconds
+    base = plain_loop(seconds=min(120.0, minutes * 60))
+    rep["throughput"] = {
+        "lm train chars/s (validation time included)": ours,
+        "plain nn.GRU loop chars/s": base, "ratio": ours / base,
+        f"lm train val nats/char after {minutes:g} min": res.val_after, "steps": res.steps,
+    }
+
+
+def finetune(rep: dict) -> None:
+    john = (CORPORA / "gospels" / "john_kjv.txt").read_text(encoding="utf-8")
+    mark = (CORPORA / "gospels" / "mark_kjv.txt").read_text(encoding="utf-8")
+    msgs = [m for m in john.split("\n") if m]
+    cut = int(len(msgs) * 0.9)
+    base = lm.load("base-rnn")
+    cfg = lm.TrainConfig(minutes=1.0, lr=1e-3, warmup=10, batch=32, eval_every=20,
+                         patience=4, eval_lanes=16)
+    res = lm.train(msgs, cfg, init=base)
+    kn_all = NGram(NGramConfig(7)).fit(encode_messages(msgs))
+    kn_train = NGram(NGramConfig(7)).fit(encode_messages(msgs[:cut]))
+    mix = lm.fit_mix([res.model, kn_train], msgs[cut:])
+    _, sval = split()
+    rep["finetune"] = {
+        "seconds": res.seconds, "steps": res.steps,
+        "held-out John before/after": [res.val_before, res.val_after],
+        "KN-7 on John, Mark lines": lm.evaluate(kn_all, mark, lines=True).nats_per_char,
+        "base-rnn, Mark lines": lm.evaluate(base, mark, lines=True, lanes=16).nats_per_char,
+        "fine-tuned rnn, Mark lines":
+            lm.evaluate(res.model, mark, lines=True, lanes=16).nats_per_char,
+        "channel mix (fine-tuned rnn + KN-7), Mark lines":
+            lm.evaluate(mix, mark, lines=True, lanes=16).nats_per_char,
+        "mix weights": list(mix.config.weights),
+        "Shakespeare val, base-rnn": val_loss(base, sval),
+        "Shakespeare val, fine-tuned": val_loss(res.model, sval),
+    }
+
+
+def _percentiles(fn, runs: int = 50) -> tuple[float, float]:
+    fn()
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - t) * 1000)
+    q = statistics.quantiles(times, n=20)
+    return statistics.median(times), q[18]
+
+
+def latency(rep: dict) -> None:
+    torch.set_num_threads(1)
+    rows = {}
+    for name in ("base", "base-rnn"):
+        m = lm.load(name)
+
+        def draw(i: int = 0, m=m) -> None:
+            lm.sample(m, lm.SampleConfig(seed=i, max_chars=200, stop_at_end=False))
+
+        def score(i: int = 0, m=m) -> None:
+            lm.score(m, SENTENCE)
+
+        rows[f"sample 200 chars, {name} (p50, p95 ms)"] = _percentiles(draw)
+        rows[f"score 100 chars, {name} (p50, p95 ms)"] = _percentiles(score)
+    rep["latency"] = rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sections", default="quality,throughput,finetune,latency")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training budget (throughput)")
+    a = ap.parse_args()
+    rep: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+                            f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%d")}
+    for s in a.sections.split(","):
+        t = time.perf_counter()
+        if s == "throughput":
+            throughput(rep, a.minutes)
+        else:
+            {"quality": quality, "finetune": finetune, "latency": latency}[s](rep)
+        print(f"[{s}: {time.perf_counter() - t:.0f} s]", flush=True)
+        print(json.dumps(rep[s], indent=2), flush=True)
+    out = ROOT / "out" / "bench_lm.json"
+    out.parent.mkdir(exist_ok=True)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps({**old, **rep}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
