@@ -18,8 +18,8 @@ class PermissionDenied(UserError):
 class Busy(BotError):
     """The worker queue is full; the user should try again in a moment."""
 
-    def __init__(self, what: str = "the model workers") -> None:
-        super().__init__(f"busy: {what} are all taken, try again in a moment")
+    def __init__(self, what: str = "the model queue") -> None:
+        super().__init__(f"busy: {what} is full, try again in a moment")
 
 
 class CooldownError(BotError):

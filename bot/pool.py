@@ -81,16 +81,16 @@ class WorkerPool:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a sampling, scoring or loading job on the sample pool; Busy when it is full."""
-        return await self._run(self._sample, "the model workers", fn, args)
+        return await self._run(self._sample, "the model queue", fn, args)
 
     async def run_training(self, fn: Callable[..., T], *args: object) -> T:
         """Run a training job on the training worker; Busy when too many are queued."""
-        return await self._run(self._train, "the training worker", fn, args)
+        return await self._run(self._train, "the training queue", fn, args)
 
     async def _run(self, lane: _Lane, what: str, fn: Callable[..., T],
                    args: tuple[object, ...]) -> T:
         if self._closed:
-            raise Busy(what + " (shutting down)")
+            raise Busy(f"{what} (the bot is shutting down)")
         future = lane.submit(lambda: fn(*args), what)
         return await asyncio.wrap_future(future)
 

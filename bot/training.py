@@ -90,7 +90,7 @@ class Trainer:
             raise UserError(f"a training is already running here (started by "
                             f"{running.started_by}); `!train cancel` stops it")
         if self._pool.pending[1] >= self._settings.train_queue_limit:
-            raise Busy("the training worker")
+            raise Busy("the training queue")
         texts = await self._store.corpus_texts(channel.id)
         need = lm.MIN_TRAIN_CHARS
         if engine.corpus_symbols(texts) < need:
@@ -197,7 +197,7 @@ class Trainer:
             png = await self._pool.run(plots.loss_curve, out.history, out.bpc_before,
                                        out.bpc_after)
         except Busy:
-            log.warning("no loss curve: the workers are busy")
+            log.warning("no loss curve: the model queue is full")
             return ()
         return (ReplyFile("loss-curve.png", png),)
 
@@ -208,7 +208,7 @@ class Trainer:
         try:
             gone = await self._pool.run(engine.remove_unlisted, folder, keep)
         except Busy:
-            log.warning("workers busy: old checkpoints of %s stay until the next tidy", folder)
+            log.warning("queue full: old checkpoints in %s stay until the next tidy", folder)
             return
         if gone:
             log.info("deleted %d old checkpoint folder(s) in %s", len(gone), folder)

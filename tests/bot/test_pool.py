@@ -26,7 +26,7 @@ async def test_full_queue_is_busy_at_once_and_frees_up() -> None:
     gate = threading.Event()
     jobs = [asyncio.ensure_future(pool.run(gate.wait, 10)) for _ in range(2)]
     await asyncio.sleep(0.05)
-    with pytest.raises(Busy, match="try again in a moment"):
+    with pytest.raises(Busy, match="busy: the model queue is full, try again in a moment"):
         await pool.run(lambda: 1)
     assert pool.pending == (2, 0)
     gate.set()
@@ -41,7 +41,7 @@ async def test_training_never_blocks_sampling() -> None:
     training = asyncio.ensure_future(pool.run_training(gate.wait, 10))
     await asyncio.sleep(0.05)
     assert await asyncio.wait_for(pool.run(lambda: "sampled"), 2) == "sampled"
-    with pytest.raises(Busy, match="training worker"):
+    with pytest.raises(Busy, match="the training queue is full"):
         await pool.run_training(lambda: None)
     gate.set()
     assert await training is True
