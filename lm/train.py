@@ -167,13 +167,15 @@ class _Loop:
         self.model = model.to(self.dev).train()
         self.cfg, self.val_ids = cfg, val_ids
         self.progress, self.cancel = progress, cancel
-        n = (len(train_ids) - 1) // cfg.batch
-        if n < 2:
-            raise LmError(f"corpus too small for {cfg.batch} lanes: {len(train_ids)} symbols")
+        # Small corpora get fewer lanes, so that each lane holds a few windows.
+        self.batch = max(1, min(cfg.batch, (len(train_ids) - 1) // (4 * cfg.bptt)))
+        n = (len(train_ids) - 1) // self.batch
+        if n < 3:
+            raise LmError(f"corpus too small to train: {len(train_ids)} symbols")
         ds = decoder_states(train_ids)[:-1]
         # Lanes: the stream cut into `batch` contiguous rows, each read left to right.
-        self.data = torch.tensor(train_ids[: cfg.batch * n]).view(cfg.batch, n).to(self.dev)
-        self.dstates = torch.tensor(ds[: cfg.batch * n]).view(cfg.batch, n).to(self.dev)
+        self.data = torch.tensor(train_ids[: self.batch * n]).view(self.batch, n).to(self.dev)
+        self.dstates = torch.tensor(ds[: self.batch * n]).view(self.batch, n).to(self.dev)
         self.bptt = min(cfg.bptt, n - 1)
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
                                      weight_decay=cfg.weight_decay)
@@ -210,8 +212,8 @@ class _Loop:
             if frac >= 1 or cancelled:
                 break
             if state is None or pos + self.bptt + 1 > n:  # new pass: fresh state, new offset
-                pos, state = int(self.rng.integers(0, self.bptt)), None
-                state = self.model.initial_state(cfg.batch)
+                pos = int(self.rng.integers(0, max(1, min(self.bptt, n - self.bptt))))
+                state = self.model.initial_state(self.batch)
             sl = slice(pos, pos + self.bptt)
             nx = slice(pos + 1, pos + self.bptt + 1)
             loss, state = self._step(self.data[:, sl], self.data[:, nx], self.dstates[:, nx],

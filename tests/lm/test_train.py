@@ -57,3 +57,10 @@ def test_progress_callback_and_seed_repeatability():
 def test_too_small_corpus_is_refused_with_the_minimum():
     with pytest.raises(LmError, match=str(MIN_TRAIN_CHARS)):
         train("tiny", TrainConfig(kind="gru", max_steps=5))
+
+
+def test_small_corpus_gets_fewer_lanes_and_trains():
+    text = (TEXT * 2)[:2500]  # about 20 windows of 128 in all
+    res = train(text, TrainConfig(kind="gru", hidden=16, embed=8, max_steps=6, minutes=None,
+                                  eval_every=3, warmup=1))
+    assert res.steps == 6 and res.val_after < 5.6
