@@ -80,11 +80,12 @@ def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[st
     chars = np.zeros(cfg.n, dtype=int)
     done = np.zeros(cfg.n, dtype=bool)
     with torch.inference_mode():
-        x = torch.tensor([start] * cfg.n, dtype=torch.long)  # [n, P]
+        dev = model.device
+        x = torch.tensor([start] * cfg.n, dtype=torch.long, device=dev)  # [n, P]
         state = model.initial_state(cfg.n)
         while not done.all():
             logp, state = model(x, state)
-            logits = logp[:, -1].double().numpy() + LOG_ALLOWED[dstate]  # [n, V]
+            logits = logp[:, -1].double().cpu().numpy() + LOG_ALLOWED[dstate]  # [n, V]
             if not cfg.stop_at_end:
                 logits[:, BOUNDARY] = NEG_INF
             sym = _pick(logits, cfg, rng)
@@ -98,5 +99,5 @@ def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[st
                 if dstate[i] == 0:
                     chars[i] += 1
                     done[i] = chars[i] >= cfg.max_chars
-            x = torch.from_numpy(sym.astype(np.int64)).view(-1, 1)
+            x = torch.from_numpy(sym.astype(np.int64)).view(-1, 1).to(dev)
     return [decode(o) for o in out]

@@ -28,8 +28,9 @@ def target_logprobs(model: LanguageModel, ids: list[int], chunk: int = 4096) -> 
     The whole sequence is read in chunks of `chunk` symbols with the state carried, so the
     result is exact (no truncated context) and memory stays bounded.
     """
-    states = torch.tensor(decoder_states(ids), dtype=torch.long)
-    x = torch.tensor(ids, dtype=torch.long)
+    dev = model.device
+    states = torch.tensor(decoder_states(ids), dtype=torch.long, device=dev)
+    x = torch.tensor(ids, dtype=torch.long, device=dev)
     out = []
     with torch.inference_mode():
         state = model.initial_state(1)
@@ -38,7 +39,7 @@ def target_logprobs(model: LanguageModel, ids: list[int], chunk: int = 4096) -> 
             logp, state = model(x[s:e].view(1, -1), state)  # [1, T, V]
             logp = restrict(logp[0], states[s + 1 : e + 1])
             out.append(logp.gather(1, x[s + 1 : e + 1, None])[:, 0])
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ def lane_logprobs(model: LanguageModel, ids: list[int], lanes: int, warmup: int,
         seg = ids[s : bounds[i + 1] + 1]
         x[i, : len(seg)] = torch.tensor(seg)
         st[i, : len(seg)] = torch.tensor(dstates[s : bounds[i + 1] + 1])
-    got = torch.empty(lanes, length)
+    dev = model.device
+    x, st = x.to(dev), st.to(dev)
+    got = torch.empty(lanes, length, device=dev)
     with torch.inference_mode():
         state = model.initial_state(lanes)
         for s in range(0, length, chunk):
@@ -179,4 +182,4 @@ def lane_logprobs(model: LanguageModel, ids: list[int], lanes: int, warmup: int,
             logp = restrict(logp, st[:, s + 1 : e + 1])
             got[:, s:e] = logp.gather(2, x[:, s + 1 : e + 1, None])[..., 0]
     parts = [got[i, bounds[i] - starts[i] : bounds[i + 1] - starts[i]] for i in range(lanes)]
-    return torch.cat(parts)
+    return torch.cat(parts).cpu()

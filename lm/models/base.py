@@ -38,6 +38,13 @@ class LanguageModel(nn.Module):
         raise NotImplementedError
 
     @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live (CPU for models without any)."""
+        for t in self.parameters():
+            return t.device
+        return torch.device("cpu")
+
+    @property
     def trainable(self) -> bool:
         """Whether gradient training applies (false for counting and closed-form models)."""
         return any(p.requires_grad for p in self.parameters())

@@ -73,7 +73,7 @@ class Mix(LanguageModel):
 
     def buckets(self, lps: torch.Tensor) -> torch.Tensor:
         """Bucket index [B, T] of each position from the components' entropies."""
-        bucket = torch.zeros(lps.shape[1:3], dtype=torch.long)
+        bucket = torch.zeros(lps.shape[1:3], dtype=torch.long, device=lps.device)
         if len(self.edges) == 0:
             return bucket
         ent = -(lps.exp() * lps).sum(-1)  # [K, B, T] nats

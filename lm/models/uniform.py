@@ -37,5 +37,5 @@ class Uniform(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         b, t = ids.shape
-        out = torch.full((b, t, VOCAB_SIZE), -math.log(VOCAB_SIZE))  # [B, T, V]
+        out = torch.full((b, t, VOCAB_SIZE), -math.log(VOCAB_SIZE), device=ids.device)  # [B, T, V]
         return out, state
