@@ -11,6 +11,7 @@ from lm.checkpoint import save, summary
 from lm.errors import LmError
 from lm.hub import BASE_PATH, load
 from lm.mixing import fit_mix
+from lm.models.mix import DEFAULT_EDGES
 from lm.sampling import SampleConfig, sample
 from lm.scoring import evaluate, score
 from lm.train import TrainConfig, train
@@ -106,9 +107,9 @@ def cmd_mix(a: argparse.Namespace) -> None:
     models = [load(m) for m in a.models]
     text = read_text(a.data)
     val = text[int(len(text) * 0.9):] if a.val_split else text
-    mix = fit_mix(models, _messages(val, a.lines))
+    mix = fit_mix(models, _messages(val, a.lines), edges=() if a.static else DEFAULT_EDGES)
     save(mix, a.out, {"weights": list(mix.config.weights), "data": str(a.data)})
-    print(json.dumps({"out": a.out, "weights": list(mix.config.weights)}))
+    print(json.dumps({"out": a.out, "weights": mix.config.weights, "edges": mix.config.edges}))
 
 
 def cmd_info(a: argparse.Namespace) -> None:

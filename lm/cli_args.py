@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="text to fit the weights on")
     p.add_argument("--val-split", action="store_true", help="use only its last 10%%")
     p.add_argument("--lines", action="store_true")
+    p.add_argument("--static", action="store_true",
+                   help="one fixed weight per model (default: weights by each model's entropy)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cli.cmd_mix)
     p = sub.add_parser("info", help="what a checkpoint holds")

@@ -85,3 +85,16 @@ def test_corrupt_checkpoint_and_invalid_utf8_file(tmp_path):
     txt.write_bytes("caf\xe9\n".encode("latin-1"))
     p = run("eval", "--model", "uniform", "--file", str(txt), ok=False)
     assert p.returncode == 2 and "not valid UTF-8" in p.stderr
+
+
+def test_ngram_train_then_mix(tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT * 3)
+    ng = tmp_path / "ng.pt"
+    run("train", "--data", str(data), "--kind", "ngram", "--order", "4", "--out", str(ng))
+    mix = tmp_path / "mix.pt"
+    out = json.loads(run("mix", "--models", str(ng), "uniform", "--data", str(data),
+                         "--val-split", "--static", "--out", str(mix)).stdout)
+    assert len(out["weights"]) == 1 and out["weights"][0][0] > 0.5
+    info = json.loads(run("info", "--model", str(mix)).stdout)
+    assert [c["kind"] for c in info["model"]["config"]["components"]] == ["ngram", "uniform"]
