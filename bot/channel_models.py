@@ -106,8 +106,11 @@ class ChannelModelSource:
         rev = await self._store.corpus_rev(channel.id)
         key = ("ngram", channel.id, None)
         live = self.cache.get(key)
+        # Recount when the corpus changed, at most every ngram_refresh_s (listening channels
+        # change all the time); at once while the channel had too little text for its own.
         stale = (isinstance(live, LiveNgram) and live.rev != rev
-                 and self._clock() - live.built_at >= self.settings.ngram_refresh_s)
+                 and (live.model is None
+                      or self._clock() - live.built_at >= self.settings.ngram_refresh_s))
         if live is None or stale:
             self.cache.drop(key)
             live = await self.cache.get_or_load(key, lambda: self._count(channel, rev))

@@ -167,6 +167,7 @@ async def learn(ctx: Context) -> Reply:
         parts.append(f"{chars:,} characters in {lines:,} lines from {att.filename!r}")
     if ctx.text:
         parts.append(f"{await corpus.learn(ch.id, ctx.msg, ctx.text):,} characters")
+    ctx.services.models.forget(ch, "ngram")  # the Markov column counts what was just learned
     stats = await ctx.services.store.corpus_stats(ch.id)
     return Reply(f"learned {' and '.join(parts)}; this channel's corpus now holds "
                  f"{stats.messages:,} messages, {stats.chars:,} characters")
@@ -247,8 +248,12 @@ async def forget(ctx: Context) -> Reply:
     if what == "me":
         removed = await svc.corpus.forget_author(ch.id, ctx.msg.author_id)
         svc.models.forget(ch, "ngram")
+        # A training that read the corpus before this must not bring the text back.
+        stopped = removed > 0 and svc.trainer.cancel(ch)
         return Reply(f"removed {removed:,} message{'s' if removed != 1 else ''} you contributed "
-                     "here; the next `!train` learns without them")
+                     "here; the next `!train` learns without them"
+                     + ("; the running training was cancelled, as it had read them" if stopped
+                        else ""))
     if what != "all":
         raise UserError("usage: !forget me (your messages) or !forget all (moderators)")
     ctx.require_moderator("!forget all")

@@ -51,9 +51,12 @@ def verdict(best: str, scores: dict[str, Any]) -> str:
         return f"verdict: only {best} could score it"
     runner = min(others, key=lambda n: scores[n].bits)
     factor = 2 ** (scores[runner].bits - b.bits)
-    size = f"{factor:,.0f}" if factor < 1e6 else f"2^{math.log2(factor):.0f}"
-    return (f"verdict: most likely under {best} ({b.bits_per_char:.2f} bits/char), "
-            f"{size} times more likely than under {runner}")
+    head = f"verdict: most likely under {best} ({b.bits_per_char:.2f} bits/char)"
+    if factor < 1.1:
+        return f"{head}, about as likely under {runner}"
+    size = f"{factor:,.1f}" if factor < 10 else f"{factor:,.0f}" if factor < 1e6 \
+        else f"2^{math.log2(factor):.0f}"
+    return f"{head}, {size} times more likely than under {runner}"
 
 
 def model_line(row: ModelRow | None, label: str) -> str:

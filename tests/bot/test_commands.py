@@ -209,3 +209,12 @@ async def test_cooldown_with_simulated_clock(settings) -> None:
         assert "!babble" not in await reply_of(core, "!babble --len 5", author="u2")
         now[0] += 30
         assert "slow down" not in await reply_of(core, "!babble --len 5")
+
+
+async def test_markov_column_follows_the_corpus(core: Core) -> None:
+    assert "markov: the base corpus n-gram" in await reply_of(core, "!prob In the beginning")
+    book = "\n".join(lines_of(JOHN, 3000)).encode()
+    await say(core, "!learn", files=(Attachment("john.txt", book),))
+    assert "markov: this channel's n-gram" in await reply_of(core, "!prob In the beginning")
+    await say(core, "!forget me")
+    assert "markov: the base corpus n-gram" in await reply_of(core, "!prob In the beginning")

@@ -145,3 +145,15 @@ async def test_close_cancels_a_running_training(settings) -> None:
     await wait_for(lambda: len(rec.posted[0].edits) >= 1)
     await core.close()
     assert "cancelled by the bot is shutting down" in rec.posted[0].last.text
+
+
+async def test_forget_me_stops_a_training_that_read_the_text(settings) -> None:
+    async with await Core.open(dataclasses.replace(settings, train_max_steps=0)) as core:
+        await fill(core)
+        rec = await say(core, "!train --minutes 2")
+        await wait_for(lambda: len(rec.posted[0].edits) >= 1)
+        answer = await reply_of(core, "!forget me", mod=False)
+        assert "the running training was cancelled, as it had read them" in answer
+        await core.wait_trainings()
+        assert "cancelled" in rec.posted[0].last.text
+        assert rows(settings.db_path, "SELECT COUNT(*) FROM models") == [(0,)]
