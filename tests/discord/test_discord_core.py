@@ -118,7 +118,10 @@ async def test_train_edits_progress_and_attaches_the_curve(world: World) -> None
     await mod.send(world.general, "!train")
     progress = world.bot_replies()[-1]
     assert progress.content.startswith("training done in"), progress.content
-    assert progress.edited_at is not None
+    edits = [r for r in world.env.http_requests
+             if r.method == "PATCH" and r.path.endswith(f"/messages/{progress.id}")]
+    assert len(edits) >= 2  # progress (percent, validation loss), then the result
+    assert any("validation" in e.json["content"] for e in edits)
     (curve,) = progress.attachments
     assert curve.filename == "loss-curve.png"
     assert world.env.backend.cdn.get(curve.url).startswith(b"\x89PNG")

@@ -13,6 +13,8 @@ import pytest
 import simcord
 
 from bot.discord_front.errors import INTERNAL
+from bot.discord_front.render import NO_MENTIONS, InteractionSent
+from bot.messages import Reply
 from tests.discord.fakecore import FakeCore
 from tests.discord.world import World
 
@@ -171,3 +173,32 @@ async def test_slash_options_become_core_arguments(world: World, core: FakeCore)
     assert core.commands[-1] == ("train", "cancel")
     await world.alice.slash(world.general, "forget", what="me")
     assert core.commands[-1] == ("forget", "me")
+
+
+class _Gone:
+    """A slash answer whose interaction token has expired."""
+
+    async def edit(self, **kwargs: object) -> None:
+        response = type("R", (), {"status": 404, "reason": "Not Found"})()
+        raise discord.NotFound(response, {"code": 10015, "message": "Unknown Webhook"})
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, **kwargs: object) -> _Channel:
+        self.sent.append(kwargs)
+        return self
+
+    async def edit(self, **kwargs: object) -> None:
+        self.sent.append({"edited": True, **kwargs})
+
+
+async def test_expired_interaction_edits_continue_in_the_channel() -> None:
+    channel = _Channel()
+    sent = InteractionSent(_Gone(), channel)  # type: ignore[arg-type]
+    await sent.edit(Reply("50% done"))
+    await sent.edit(Reply("done"))
+    assert [m["content"] for m in channel.sent] == ["50% done", "done"]
+    assert channel.sent[1]["edited"] and channel.sent[0]["allowed_mentions"] == NO_MENTIONS
