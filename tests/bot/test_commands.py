@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
+from dataclasses import replace
 
 import pytest
 
+from bot import engine
 from bot.core import Core
 from bot.messages import Attachment
 from bot.safety import ZWSP
@@ -113,7 +117,6 @@ async def test_learn_text_and_files(core: Core) -> None:
 
 async def test_learn_caps(core: Core, settings) -> None:
     assert "at most 4,000" in await reply_of(core, "!learn " + "x" * 4001)
-    from dataclasses import replace
     async with await Core.open(replace(settings, max_corpus_chars=30)) as small:
         await say(small, "!learn twenty characters...")
         answer = await reply_of(small, "!learn this does not fit")
@@ -198,7 +201,6 @@ async def test_replies_fit_the_platform_limit(core: Core) -> None:
 
 
 async def test_cooldown_with_simulated_clock(settings) -> None:
-    from dataclasses import replace
     now = [100.0]
     limited = replace(settings, cooldown_user_rate=2, cooldown_user_per=30)
     async with await Core.open(limited, clock=lambda: now[0]) as core:
@@ -218,3 +220,24 @@ async def test_markov_column_follows_the_corpus(core: Core) -> None:
     assert "markov: this channel's n-gram" in await reply_of(core, "!prob In the beginning")
     await say(core, "!forget me")
     assert "markov: the base corpus n-gram" in await reply_of(core, "!prob In the beginning")
+
+
+async def test_full_queue_answers_busy_and_loses_nothing(settings) -> None:
+    async with await Core.open(replace(settings, queue_limit=1)) as core:
+        gate = threading.Event()
+        task = asyncio.ensure_future(core.services.pool.run(gate.wait, 10))
+        await asyncio.sleep(0.05)
+        assert await reply_of(core, "!babble") == \
+            "busy: the model queue is full, try again in a moment"
+        assert "learned" in await reply_of(core, "!learn still stored while busy")
+        gate.set()
+        await task
+        assert await reply_of(core, "!babble --len 5")
+    assert rows(settings.db_path, "SELECT text FROM messages") == [("still stored while busy",)]
+
+
+async def test_cache_counts_real_model_memory(core: Core) -> None:
+    base = core.services.models.base
+    assert engine.model_nbytes(base.rnn) > 0
+    assert engine.model_nbytes(base.answer) >= engine.model_nbytes(base.rnn) + \
+        engine.model_nbytes(base.ngram)
