@@ -67,8 +67,7 @@ class Command:
     help: str
     run: Handler
     options: tuple[Option, ...] = ()
-    moderator: bool = False  # for the whole command; sub-actions check in their handler
-    cooldown: bool = True
+    cooldown: bool = True  # moderator-only actions check `require_moderator` in the handler
 
 
 def sample_options(s: Settings) -> tuple[Option, ...]:
@@ -274,8 +273,7 @@ async def help_(ctx: Context) -> Reply:
         cmd = ctx.services.commands.get(name)
         if cmd is None:
             raise UserError(f"no command {p}{name}; `{p}help` lists them")
-        mod = " (moderators)" if cmd.moderator else ""
-        return Reply(f"{p}{cmd.usage}{mod}\n{cmd.help}\n{describe_options(cmd.options)}")
+        return Reply(f"{p}{cmd.usage}\n{cmd.help}\n{describe_options(cmd.options)}")
     lines = [f"{p}{c.usage} — {c.help}" for c in ctx.services.commands.values()]
     return Reply("commands:\n" + "\n".join(lines))
 

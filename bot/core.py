@@ -20,7 +20,7 @@ from bot.channel_models import ChannelModelSource
 from bot.commands import Context, Services, build_commands
 from bot.cooldown import Clock, Cooldowns
 from bot.corpus import Corpus
-from bot.errors import Busy, CooldownError, PermissionDenied, UserError
+from bot.errors import Busy, CooldownError, UserError
 from bot.messages import Attachment, Incoming, Reply, ReplyFile, Responder, Sent
 from bot.parsing import parse_options, split_command
 from bot.pool import WorkerPool
@@ -170,8 +170,6 @@ class Core:
             raise UserError(f"unknown command {p}{name[:30]}; `{p}help` lists the commands")
         if command.cooldown:
             self._cooldowns.check((msg.platform, msg.channel_id), msg.author_id)
-        if command.moderator and not msg.may_moderate:
-            raise PermissionDenied(f"{p}{name} is for moderators only")
         text, options = parse_options(name, args, command.options)
         channel = await svc.store.channel(msg.platform, msg.channel_id)
         safe = _SafeResponder(responder, self.settings.reply_max_chars)

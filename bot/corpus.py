@@ -101,20 +101,27 @@ class Corpus:
         async with self._lock:
             written = 0
             while self._pending:
-                channel, batch = next(iter(self._pending.items()))
-                room = await self._room(channel)
-                fits, size = [], 0
-                for m in batch:
-                    if size + len(m.text) <= room:
-                        fits.append(m)
-                        size += len(m.text)
-                if len(fits) < len(batch):
-                    self.full.add(channel)
-                    log.warning("corpus of channel %d is full: dropped %d listened message(s)",
-                                channel, len(batch) - len(fits))
-                written += await self._store.add_messages(channel, fits)
-                del self._pending[channel]
+                channel = next(iter(self._pending))
+                batch = self._pending.pop(channel)  # messages listened meanwhile start a new one
+                try:
+                    written += await self._write(channel, batch)
+                except BaseException:
+                    self._pending[channel] = batch + self._pending.get(channel, [])
+                    raise
             return written
+
+    async def _write(self, channel: int, batch: list[NewMessage]) -> int:
+        room = await self._room(channel)
+        fits, size = [], 0
+        for m in batch:
+            if size + len(m.text) <= room:
+                fits.append(m)
+                size += len(m.text)
+        if len(fits) < len(batch):
+            self.full.add(channel)
+            log.warning("corpus of channel %d is full: dropped %d listened message(s)",
+                        channel, len(batch) - len(fits))
+        return await self._store.add_messages(channel, fits)
 
     async def _room(self, channel: int) -> int:
         """Characters the channel's corpus can still take."""
@@ -176,17 +183,19 @@ class Corpus:
 
     async def delete(self, channel: int, message_id: str) -> bool:
         """Remove a platform message from the corpus (buffered or stored)."""
-        buffered = self._unbuffer(channel, message_id)
-        return await self._store.delete_platform_message(channel, message_id) > 0 or buffered
+        async with self._lock:  # not while a flush is writing it
+            buffered = self._unbuffer(channel, message_id)
+            return await self._store.delete_platform_message(channel, message_id) > 0 or buffered
 
     async def edit(self, channel: int, message_id: str, text: str) -> bool:
         """Update an edited message's text (buffered or stored)."""
-        for i, m in enumerate(self._pending.get(channel, [])):
-            if m.platform_msg_id == message_id:
-                self._pending[channel][i] = NewMessage(m.author_id, m.author_name, text,
-                                                       m.source, message_id)
-                return True
-        return await self._store.edit_platform_message(channel, message_id, text) > 0
+        async with self._lock:
+            for i, m in enumerate(self._pending.get(channel, [])):
+                if m.platform_msg_id == message_id:
+                    self._pending[channel][i] = NewMessage(m.author_id, m.author_name, text,
+                                                           m.source, message_id)
+                    return True
+            return await self._store.edit_platform_message(channel, message_id, text) > 0
 
     async def forget_author(self, channel: int, author_id: str) -> int:
         """Remove everything one author gave a channel; the number of messages removed."""

@@ -147,7 +147,11 @@ def count_ngram(texts: list[str]) -> Any | None:
     """A channel n-gram counted from its corpus; None when the corpus is too small."""
     if corpus_symbols(texts) < lm.MIN_TRAIN_CHARS:
         return None
-    return _ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
+    try:
+        return _ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
+    except lm.LmError as err:  # a corpus lm still finds too small: use the base n-gram
+        log.info("no channel n-gram: %s", err)
+        return None
 
 
 def corpus_symbols(texts: list[str]) -> int:

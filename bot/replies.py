@@ -26,8 +26,7 @@ def echo(text: str) -> str:
 
 def prob_table(text: str, scores: dict[str, Any], labels: dict[str, str]) -> str:
     """The `!prob` reply: every model side by side, the surprising characters, a verdict."""
-    first = next(iter(scores.values()))
-    lines = [f"{echo(text)}: {first.chars - 1} characters + end of message", "```",
+    lines = [f"{echo(text)}: {len(text)} characters + end of message", "```",
              f"{'model':<9}{'log2 P':>10}{'bits/char':>11}{'perplexity':>12}"]
     for name, s in scores.items():
         lines.append(f"{name:<9}{-s.bits:>10.1f}{s.bits_per_char:>11.3f}"

@@ -74,6 +74,7 @@ class Trainer:
         self._store = store
         self._models = models
         self.jobs: dict[int, TrainJob] = {}
+        self._starting: set[int] = set()  # channels between `!train` and their job existing
 
     def config(self, minutes: float) -> Any:
         """The lm.TrainConfig of a channel training with a budget of `minutes`."""
@@ -86,11 +87,20 @@ class Trainer:
                     minutes: float) -> None:
         """Check the request, send the progress message, and start the training task."""
         running = self.jobs.get(channel.id)
-        if running is not None:
-            raise UserError(f"a training is already running here (started by "
-                            f"{running.started_by}); `!train cancel` stops it")
+        if running is not None or channel.id in self._starting:
+            who = f" (started by {running.started_by})" if running else ""
+            raise UserError(f"a training is already running here{who}; `!train cancel` "
+                            "stops it")
         if self._pool.pending[1] >= self._settings.train_queue_limit:
             raise Busy("the training queue")
+        self._starting.add(channel.id)  # held across the awaits below: one training per channel
+        try:
+            await self._start(channel, author, responder, minutes)
+        finally:
+            self._starting.discard(channel.id)
+
+    async def _start(self, channel: ChannelRow, author: str, responder: Responder,
+                     minutes: float) -> None:
         texts = await self._store.corpus_texts(channel.id)
         need = lm.MIN_TRAIN_CHARS
         if engine.corpus_symbols(texts) < need:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -157,3 +158,11 @@ async def test_forget_me_stops_a_training_that_read_the_text(settings) -> None:
         await core.wait_trainings()
         assert "cancelled" in rec.posted[0].last.text
         assert rows(settings.db_path, "SELECT COUNT(*) FROM models") == [(0,)]
+
+
+async def test_two_trains_typed_at_once_start_one(core: Core) -> None:
+    await fill(core)
+    first, second = await asyncio.gather(say(core, "!train"), say(core, "!train"))
+    texts = [first.posted[0].reply.text, second.posted[0].reply.text]
+    assert sum("already running here" in t for t in texts) == 1, texts
+    await core.wait_trainings()
