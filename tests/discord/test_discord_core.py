@@ -144,10 +144,12 @@ async def test_listened_messages_edits_and_deletes_reach_the_database(
     edit = await world.alice.send(world.general, "a message with a typo")
     gone = await world.alice.send(world.general, "a message to delete")
     await robot.send(world.general, "bots are never stored")
-    await world.alice.send(world.general, "!corpus")  # commands are not stored either
+    command = await world.alice.send(world.general, "!corpus")  # commands are not stored
     await flushed(core)
     assert [r[2] for r in corpus_rows(db)] == ["a message worth keeping", "a message with a typo",
                                                "a message to delete"]
+    await world.alice.delete(command)  # never stored: nothing else goes with it
+    assert len(corpus_rows(db)) == 3
 
     await world.alice.edit(edit, "a message without a typo")
     await world.alice.delete(gone)
