@@ -215,8 +215,8 @@ def train_channel(texts: list[str], init: Any | None, old_answer: Any, config: A
         raise UserError(f"the corpus is too small to train on: {sum(map(len, texts))} "
                         f"characters; it needs at least about "
                         f"{math.ceil(lm.MIN_TRAIN_CHARS * VAL_EVERY / (VAL_EVERY - 1))}")
-    # Lanes of at least three windows each: small channel corpora get fewer, longer lanes
-    # (a lane shorter than two windows also trips lm.train; see NOTES-bot.md).
+    # Lanes of at least three windows each: small channel corpora get fewer, longer lanes,
+    # so each pass over them takes several steps.
     lanes = max(1, min(config.batch, corpus_symbols(train) // (3 * config.bptt)))
     config = dataclasses.replace(config, batch=lanes)
     rnn_res = lm.train(train, config, init=init, progress=progress, cancel=cancel)
