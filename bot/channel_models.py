@@ -90,15 +90,15 @@ class ChannelModelSource:
     def adopt(self, channel: ChannelRow, row: ModelRow, mix: Any) -> None:
         """Swap in a freshly trained version (the old entry is dropped, never changed)."""
         rnn = engine.part(mix, "rnn")
-        self.forget(channel, "version")
+        self.forget(channel.id, "version")
         self.cache.put(("version", channel.id, row.id),
                        ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
                                      engine.model_nbytes(mix)))
 
-    def forget(self, channel: ChannelRow, kind: str | None = None) -> None:
-        """Drop a channel's cached "version" or "ngram" entries (None: both)."""
+    def forget(self, channel: int, kind: str | None = None) -> None:
+        """Drop the cached "version" or "ngram" entries (None: both) of a channel row id."""
         for key in self.cache:
-            if key[1] == channel.id and kind in (None, key[0]):
+            if key[1] == channel and kind in (None, key[0]):
                 self.cache.drop(key)
 
     async def markov(self, channel: ChannelRow) -> tuple[Any | None, str]:

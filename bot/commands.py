@@ -36,6 +36,7 @@ class Services:
     models: ChannelModelSource
     trainer: Trainer
     commands: dict[str, Command]
+    front_help: list[tuple[str, str]]  # (usage, help) of commands a front handles itself
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ async def learn(ctx: Context) -> Reply:
         parts.append(f"{chars:,} characters in {lines:,} lines from {att.filename!r}")
     if ctx.text:
         parts.append(f"{await corpus.learn(ch.id, ctx.msg, ctx.text):,} characters")
-    ctx.services.models.forget(ch, "ngram")  # the Markov column counts what was just learned
+    ctx.services.models.forget(ch.id, "ngram")  # the Markov column counts what was just learned
     stats = await ctx.services.store.corpus_stats(ch.id)
     return Reply(f"learned {' and '.join(parts)}; this channel's corpus now holds "
                  f"{stats.messages:,} messages, {stats.chars:,} characters")
@@ -227,7 +228,7 @@ async def model(ctx: Context) -> Reply:
             raise UserError("this channel already answers with the base model; nothing to roll "
                             "back")
         previous = await svc.store.rollback(ch.id)
-        svc.models.forget(ch, "version")
+        svc.models.forget(ch.id, "version")
         return Reply("rolled back: " + (f"v{previous.version} answers here now" if previous
                                         else "the shipped base model answers here now"))
     if ctx.text:
@@ -246,7 +247,7 @@ async def forget(ctx: Context) -> Reply:
     svc, ch, what = ctx.services, ctx.channel, ctx.text.lower()
     if what == "me":
         removed = await svc.corpus.forget_author(ch.id, ctx.msg.author_id)
-        svc.models.forget(ch, "ngram")
+        svc.models.forget(ch.id, "ngram")
         # A training that read the corpus before this must not bring the text back.
         stopped = removed > 0 and svc.trainer.cancel(ch)
         return Reply(f"removed {removed:,} message{'s' if removed != 1 else ''} you contributed "
@@ -259,7 +260,7 @@ async def forget(ctx: Context) -> Reply:
     svc.trainer.cancel(ch)
     await svc.corpus.flush()
     removed, _ = await svc.store.forget_channel(ch.id)
-    svc.models.forget(ch)
+    svc.models.forget(ch.id)
     await svc.trainer.tidy(ch)
     return Reply(f"forgot this channel: {removed:,} messages and every trained model are gone; "
                  "the shipped base model answers here again")
@@ -271,11 +272,15 @@ async def help_(ctx: Context) -> Reply:
     name = ctx.text.lower().removeprefix(p)
     if name:
         cmd = ctx.services.commands.get(name)
-        if cmd is None:
-            raise UserError(f"no command {p}{name}; `{p}help` lists them")
-        return Reply(f"{p}{cmd.usage}\n{cmd.help}\n{describe_options(cmd.options)}")
-    lines = [f"{p}{c.usage} — {c.help}" for c in ctx.services.commands.values()]
-    return Reply("commands:\n" + "\n".join(lines))
+        if cmd is not None:
+            return Reply(f"{p}{cmd.usage}\n{cmd.help}\n{describe_options(cmd.options)}")
+        for usage, text in ctx.services.front_help:
+            if usage.split()[0] == name:
+                return Reply(f"{p}{usage}\n{text}")
+        raise UserError(f"no command {p}{name}; `{p}help` lists them")
+    entries = [(c.usage, c.help) for c in ctx.services.commands.values()]
+    entries += ctx.services.front_help
+    return Reply("commands:\n" + "\n".join(f"{p}{usage} — {text}" for usage, text in entries))
 
 
 def build_commands(s: Settings) -> dict[str, Command]:

@@ -92,7 +92,7 @@ class Core:
         corpus.start()
         trainer = Trainer(settings, pool, store, models)
         services = Services(settings, store, pool, corpus, models, trainer,
-                            build_commands(settings))
+                            build_commands(settings), [])
         cooldowns = Cooldowns(settings.cooldown_user_rate, settings.cooldown_user_per,
                               settings.cooldown_channel_rate, settings.cooldown_channel_per,
                               clock)
@@ -122,6 +122,13 @@ class Core:
     async def wait_trainings(self) -> None:
         """Wait until every running training has finished and edited its message."""
         await self.services.trainer.wait()
+
+    def add_help(self, usage: str, text: str) -> None:
+        """List a command that a front handles itself (e.g. Discord's `import [N]`) in `!help`.
+
+        usage: without the prefix, its first word the command name; text: one line of help.
+        """
+        self.services.front_help.append((usage, text))
 
     def is_command(self, text: str) -> bool:
         """Whether `text` would be taken as a command."""
@@ -183,28 +190,44 @@ class Core:
         except Exception:  # a channel we cannot send in: log, keep serving others
             log.exception("could not send a reply")
 
-    async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool:
-        """A platform message was deleted: remove its text from the corpus. True if stored."""
-        channel = await self.services.store.find_channel(platform, channel_id)
-        if channel is None:
-            return False
-        removed = await self.services.corpus.delete(channel.id, message_id)
-        if removed:
-            self.services.models.forget(channel, "ngram")
+    async def _channels_holding(self, platform: str, channel_id: str | None,
+                                message_id: str) -> list[int]:
+        """Row ids of the channels that may hold a platform message (all of the platform's
+        channels that do, when `channel_id` is None)."""
+        svc = self.services
+        if channel_id is not None:
+            channel = await svc.store.find_channel(platform, channel_id)
+            return [] if channel is None else [channel.id]
+        held = await svc.store.channels_with_message(platform, message_id)
+        return sorted(set(held) | set(svc.corpus.buffered_channels(message_id)))
+
+    async def message_deleted(self, platform: str, channel_id: str | None,
+                              message_id: str) -> bool:
+        """A platform message was deleted: remove its text from the corpus. True if stored.
+
+        `channel_id` None looks in every channel of the platform (Discord ids are unique).
+        """
+        removed = False
+        for channel in await self._channels_holding(platform, channel_id, message_id):
+            if await self.services.corpus.delete(channel, message_id):
+                self.services.models.forget(channel, "ngram")
+                removed = True
         return removed
 
-    async def message_edited(self, platform: str, channel_id: str, message_id: str,
+    async def message_edited(self, platform: str, channel_id: str | None, message_id: str,
                              new_text: str) -> bool:
-        """A platform message was edited: update its stored text. True if it was stored."""
+        """A platform message was edited: update its stored text. True if it was stored.
+
+        An edit that makes it a command, empty, or too long removes it instead.
+        """
         if not new_text.strip() or self.is_command(new_text) \
                 or len(new_text) > self.settings.max_message_chars:
             return await self.message_deleted(platform, channel_id, message_id)
-        channel = await self.services.store.find_channel(platform, channel_id)
-        if channel is None:
-            return False
-        changed = await self.services.corpus.edit(channel.id, message_id, new_text)
-        if changed:
-            self.services.models.forget(channel, "ngram")
+        changed = False
+        for channel in await self._channels_holding(platform, channel_id, message_id):
+            if await self.services.corpus.edit(channel, message_id, new_text):
+                self.services.models.forget(channel, "ngram")
+                changed = True
         return changed
 
     async def import_messages(self, msgs: list[Incoming]) -> int:
@@ -220,7 +243,7 @@ class Core:
         for (platform, channel_id), group in by_channel.items():
             channel = await self.services.store.channel(platform, channel_id)
             added += await self.services.corpus.import_messages(channel.id, group)
-            self.services.models.forget(channel, "ngram")
+            self.services.models.forget(channel.id, "ngram")
         return added
 
     def stats(self) -> dict[str, Any]:

@@ -173,6 +173,11 @@ class Corpus:
                 room -= len(m.text)
         return await self._store.add_messages(channel, rows)
 
+    def buffered_channels(self, message_id: str) -> list[int]:
+        """Channels with a buffered (not yet written) message of this platform id."""
+        return [ch for ch, batch in self._pending.items()
+                if any(m.platform_msg_id == message_id for m in batch)]
+
     def _unbuffer(self, channel: int, message_id: str) -> bool:
         batch = self._pending.get(channel, [])
         kept = [m for m in batch if m.platform_msg_id != message_id]

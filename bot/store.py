@@ -63,6 +63,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (channel, version)
     );
     """,
+    # 2: find a platform message without knowing its channel (Discord ids are unique).
+    """
+    CREATE INDEX messages_by_platform_id ON messages (platform_msg_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -261,6 +265,13 @@ class Store:
         """Remove every part stored for one platform message; the number of rows removed."""
         return await self._delete("DELETE FROM messages WHERE channel = ? AND platform_msg_id = ?",
                                   channel, (channel, platform_msg_id))
+
+    async def channels_with_message(self, platform: str, platform_msg_id: str) -> list[int]:
+        """Row ids of the platform's channels that store a part of this platform message."""
+        found = await self._all("SELECT DISTINCT m.channel FROM messages m JOIN channels c ON "
+                                "c.id = m.channel WHERE c.platform = ? AND m.platform_msg_id = ?",
+                                (platform, platform_msg_id))
+        return [r[0] for r in found]
 
     async def edit_platform_message(self, channel: int, platform_msg_id: str, text: str) -> int:
         """Replace the text of a listened or imported message; the number of rows changed."""

@@ -241,3 +241,25 @@ async def test_cache_counts_real_model_memory(core: Core) -> None:
     assert engine.model_nbytes(base.rnn) > 0
     assert engine.model_nbytes(base.answer) >= engine.model_nbytes(base.rnn) + \
         engine.model_nbytes(base.ngram)
+
+
+async def test_delete_and_edit_without_the_channel(core: Core) -> None:
+    await say(core, "!listen on", channel="a", platform="discord")
+    await say(core, "!listen on", channel="b", platform="discord")
+    await say(core, "in a", channel="a", platform="discord", message_id="111")
+    await core.services.corpus.flush()
+    await say(core, "in b", channel="b", platform="discord", message_id="222")  # buffered
+    assert await core.message_edited("discord", None, "111", "in a, edited")
+    assert await core.message_deleted("discord", None, "222")
+    assert not await core.message_deleted("console", None, "111")  # another platform
+    await core.services.corpus.flush()
+    assert rows(core.settings.db_path, "SELECT text FROM messages") == [("in a, edited",)]
+    assert await core.message_deleted("discord", None, "111")
+    assert rows(core.settings.db_path, "SELECT COUNT(*) FROM messages") == [(0,)]
+
+
+async def test_fronts_add_their_commands_to_help(core: Core) -> None:
+    core.add_help("import [N]", "backfill the last N messages (moderators)")
+    assert "!import [N] — backfill the last N messages" in await reply_of(core, "!help")
+    assert await reply_of(core, "!help import") == \
+        "!import [N]\nbackfill the last N messages (moderators)"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StoreError
-from bot.store import SCHEMA_VERSION, NewMessage, Store
+from bot.store import MIGRATIONS, SCHEMA_VERSION, NewMessage, Store
 from tests.bot.helpers import rows
 
 
@@ -127,3 +127,25 @@ async def test_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> Non
         holder.wait()
     store = await Store.open(db)  # and once it is gone, the bot starts
     await store.close()
+
+
+async def test_old_schema_is_migrated_keeping_data(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    con = sqlite3.connect(db)
+    con.executescript(MIGRATIONS[0])
+    con.execute("INSERT INTO channels (platform, channel_key, created_at) VALUES ('d', 'c', 0)")
+    con.execute("INSERT INTO messages (channel, platform_msg_id, author_id, author_name, source, "
+                "text, chars, created_at) VALUES (1, 'm1', 'a', 'A', 'listen', 'old text', 8, 0)")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    store = await Store.open(db)
+    try:
+        assert await store.channels_with_message("d", "m1") == [1]
+        assert await store.channels_with_message("other", "m1") == []
+    finally:
+        await store.close()
+    assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION >= 2
+    assert rows(db, "SELECT text FROM messages") == [("old text",)]
+    assert ("messages_by_platform_id",) in rows(db, "SELECT name FROM sqlite_master WHERE "
+                                                  "type = 'index'")
