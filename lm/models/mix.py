@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,6 +53,7 @@ class Mix(LanguageModel):
         self.register_buffer("log_w", torch.tensor(table).clamp_min(1e-12).log(),
                              persistent=False)  # [buckets, K]
         self.register_buffer("edges", torch.tensor(self.config.edges), persistent=False)
+        self._np = (np.array(table), np.array(self.config.edges))  # for the one-step path
 
     def spec(self) -> dict:
         c = self.config
@@ -76,7 +78,7 @@ class Mix(LanguageModel):
         bucket = torch.zeros(lps.shape[1:3], dtype=torch.long, device=lps.device)
         if len(self.edges) == 0:
             return bucket
-        ent = -(lps.exp() * lps).sum(-1)  # [K, B, T] nats
+        ent = -(lps.exp() * lps.clamp_min(-1e4)).sum(-1)  # [K, B, T] nats
         bins = torch.bucketize(ent, self.edges)  # [K, B, T]
         for b in bins:
             bucket = bucket * (len(self.edges) + 1) + b
@@ -84,8 +86,25 @@ class Mix(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         lps, states = self.component_logprobs(ids, state)  # [K, B, T, V]
+        if ids.shape[1] == 1 and not torch.is_grad_enabled() and lps.device.type == "cpu":
+            return self._mix_small(lps), states
         log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
         return torch.logsumexp(lps + log_w[..., None], dim=0), states
+
+    def _mix_small(self, lps: torch.Tensor) -> torch.Tensor:
+        """The same mixture in numpy: for one step at a time, where torch's per-call
+        overhead would cost more than the arithmetic (sampling)."""
+        table, edges = self._np
+        lp = lps.double().numpy()  # [K, B, 1, V]
+        p = np.exp(lp)
+        bucket = np.zeros(lp.shape[1:3], dtype=np.int64)
+        if len(edges):
+            ent = -(p * np.maximum(lp, -1e4)).sum(-1)  # [K, B, 1]
+            for b in np.searchsorted(edges, ent, side="left"):
+                bucket = bucket * (len(edges) + 1) + b
+        w = table[bucket]  # [B, 1, K]
+        mixed = np.einsum("bik,kbiv->biv", w, p)
+        return torch.from_numpy(np.log(mixed).astype(np.float32))
 
 
 def fit_weights(target_logp: torch.Tensor, buckets: torch.Tensor, n_buckets: int,

@@ -168,8 +168,7 @@ class NGram(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         order = self.config.order
-        full = torch.cat([state.to(ids.device), ids], dim=1).cpu().numpy()
-        full = full.astype(np.int64)  # [B, order-1+T]  # [B, order-1+T]
+        full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1)  # [B, order-1+T]  # [B, order-1+T]
         keys = context_keys(full, order)  # [B, T, order]
         b, t = ids.shape
         probs = distributions(self.tables(), keys.reshape(b * t, order))

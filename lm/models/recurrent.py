@@ -80,20 +80,28 @@ class GRU(Recurrent):
     kind = cell = "gru"
 
     def _tables(self) -> tuple:
-        """Input projections folded into a per-symbol table; rebuilt when weights change."""
-        params = [p for p in self.parameters()]
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        if self._fast is None or self._fast[0] != key:
-            rnn = self.rnn
-            gi = F.linear(self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)  # [V, 3H]
-            self._fast = (key, gi.contiguous(), rnn.weight_hh_l0.t().contiguous(),
-                          rnn.bias_hh_l0, self.head.weight.t().contiguous(), self.head.bias)
-        return self._fast[1:]
+        """Input projections folded into a per-symbol table; rebuilt when weights change.
+
+        Weights change in place (optimizer steps, load_state_dict), which bumps each tensor's
+        version counter: that is the cache key, cheap enough to check at every step.
+        """
+        fast = self._fast
+        if fast is not None and all(t._version == v for t, v in fast[0]):
+            return fast[1]
+        rnn = self.rnn
+        srcs = (self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0, rnn.weight_hh_l0,
+                rnn.bias_hh_l0, self.head.weight, self.head.bias)
+        gi = F.linear(self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)  # [V, 3H]
+        tables = (gi.detach().contiguous(), rnn.weight_hh_l0.detach().t().contiguous(),
+                  rnn.bias_hh_l0.detach(), self.head.weight.detach().t().contiguous(),
+                  self.head.bias.detach())
+        self._fast = (tuple((t, t._version) for t in srcs), tables)
+        return tables
 
     def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
         if self.config.layers != 1:
             return None
-        gi_table, w_hh, b_hh, w_out, b_out = self._tables()
+        gi_table, w_hh, b_hh, w_out, b_out = self._tables()  # [V,3H], [H,3H], [3H], [H,V], [V]
         h = state[0]  # [B, H]
         gi = gi_table[ids[:, 0]]  # [B, 3H]
         gh = torch.addmm(b_hh, h, w_hh)  # [B, 3H]
