@@ -54,6 +54,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
 
+    @classmethod
+    def finetune(cls, minutes: float | None = 1.0, **overrides) -> TrainConfig:
+        """Settings for fine-tuning a trained model on a small corpus (a chat channel's):
+        a gentler learning rate, a short warm-up, frequent validation and early stopping."""
+        values = dict(lr=1e-3, warmup=10, batch=32, eval_every=20, patience=4, eval_lanes=16,
+                      minutes=minutes)
+        return cls(**{**values, **overrides})
+
     def model_config(self) -> dict:
         """The config of the model this trains from scratch."""
         if self.kind == "ngram":

@@ -117,8 +117,7 @@ def finetune(rep: dict) -> None:
     msgs = [m for m in john.split("\n") if m]
     cut = int(len(msgs) * 0.9)
     base = lm.load("base-rnn")
-    cfg = lm.TrainConfig(minutes=1.0, lr=1e-3, warmup=10, batch=32, eval_every=20,
-                         patience=4, eval_lanes=16)
+    cfg = lm.TrainConfig.finetune(minutes=1.0)  # what a channel's !train uses
     res = lm.train(msgs, cfg, init=base)
     kn_all = NGram(NGramConfig(7)).fit(encode_messages(msgs))
     kn_train = NGram(NGramConfig(7)).fit(encode_messages(msgs[:cut]))

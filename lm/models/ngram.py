@@ -168,7 +168,8 @@ class NGram(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         order = self.config.order
-        full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1)  # [B, order-1+T]  # [B, order-1+T]
+        # [B, order-1+T]: the context carried in the state, then the new symbols
+        full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1)  # [B, order-1+T]
         keys = context_keys(full, order)  # [B, T, order]
         b, t = ids.shape
         probs = distributions(self.tables(), keys.reshape(b * t, order))
