@@ -96,10 +96,9 @@ class ChannelModelSource:
                                      engine.model_nbytes(mix)))
 
     def forget(self, channel: int, kind: str | None = None) -> None:
-        """Drop the cached "version" or "ngram" entries (None: both) of a channel row id."""
-        for key in self.cache:
-            if key[1] == channel and kind in (None, key[0]):
-                self.cache.drop(key)
+        """Drop the cached "version" or "ngram" entries (None: both) of a channel row id;
+        a load in flight for them is not cached (it may have read a file since rewritten)."""
+        self.cache.drop_where(lambda key: key[1] == channel and kind in (None, key[0]))
 
     async def markov(self, channel: ChannelRow) -> tuple[Any | None, str]:
         """The channel's n-gram counted from its corpus, else the base n-gram; and its label."""
@@ -111,8 +110,9 @@ class ChannelModelSource:
         stale = (isinstance(live, LiveNgram) and live.rev != rev
                  and (live.model is None
                       or self._clock() - live.built_at >= self.settings.ngram_refresh_s))
-        if live is None or stale:
+        if stale:
             self.cache.drop(key)
+        if live is None or stale:  # joins a count already in flight, if any
             live = await self.cache.get_or_load(key, lambda: self._count(channel, rev))
         assert isinstance(live, LiveNgram)
         if live.model is not None:

@@ -246,24 +246,41 @@ async def forget(ctx: Context) -> Reply:
     """!forget me | !forget all: remove your text, or (moderators) the whole corpus and model."""
     svc, ch, what = ctx.services, ctx.channel, ctx.text.lower()
     if what == "me":
-        removed = await svc.corpus.forget_author(ch.id, ctx.msg.author_id)
-        svc.models.forget(ch.id, "ngram")
-        # A training that read the corpus before this must not bring the text back.
-        stopped = removed > 0 and svc.trainer.cancel(ch)
-        return Reply(f"removed {removed:,} message{'s' if removed != 1 else ''} you contributed "
-                     "here; the next `!train` learns without them"
-                     + ("; the running training was cancelled, as it had read them" if stopped
-                        else ""))
+        return await _forget_me(ctx)
     if what != "all":
         raise UserError("usage: !forget me (your messages) or !forget all (moderators)")
     ctx.require_moderator("!forget all")
-    svc.trainer.cancel(ch)
+    await svc.trainer.stop(ch, "`!forget all`")
     await svc.corpus.flush()
     removed, _ = await svc.store.forget_channel(ch.id)
     svc.models.forget(ch.id)
-    await svc.trainer.tidy(ch)
+    await svc.trainer.tidy(ch, patient=True)  # Busy here: `!forget all` again finishes it
     return Reply(f"forgot this channel: {removed:,} messages and every trained model are gone; "
                  "the shipped base model answers here again")
+
+
+async def _forget_me(ctx: Context) -> Reply:
+    """Remove the caller's rows, then rewrite the channel's checkpoints without their text."""
+    svc, ch = ctx.services, ctx.channel
+    removed = await svc.corpus.forget_author(ch.id, ctx.msg.author_id)
+    svc.models.forget(ch.id, "ngram")
+    head = (f"removed {removed:,} message{'s' if removed != 1 else ''} you contributed here")
+    if removed == 0 and ch.id not in svc.trainer.unscrubbed:
+        return Reply(head)
+    # Busy from here on: the rows are gone and `!forget me` again finishes the rewrite.
+    stopped, done = await svc.trainer.scrub(ch)
+    parts = [head]
+    if stopped:
+        parts.append("the running training was cancelled, as it had read them")
+    if done.rewritten:
+        parts.append(f"the n-gram of each of this channel's {done.rewritten} stored model "
+                     f"version{'s' if done.rewritten != 1 else ''} was recounted without them")
+    if done.rewritten or stopped:
+        parts.append("the RNN's weights hold no verbatim text, but were trained on it: the "
+                     "next `!train` learns without it")
+    else:
+        parts.append("the next `!train` learns without them")
+    return Reply("; ".join(parts))
 
 
 async def help_(ctx: Context) -> Reply:

@@ -23,6 +23,8 @@ import torch
 
 import lm
 from bot.errors import UserError
+from lm.models import Mix, NGram
+from lm.vocab import encode_messages
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +231,73 @@ def train_channel(texts: list[str], init: Any | None, old_answer: Any, config: A
     after = bits_per_char(mix, val)
     out = TrainOutcome(mix, before, after, rnn_res, rnn_res.history, False,
                        time.monotonic() - t0)
-    if out.adopted:
+    if out.adopted and not cancel.is_set():  # a `!forget` now must not find this on disk
         save_to.mkdir(parents=True, exist_ok=False)
         lm.save(mix, save_to / MODEL_FILE, summary={**summary, **out.metrics()})
     return out
+
+
+@dataclass(frozen=True)
+class Scrubbed:
+    """What `scrub_versions` did to one channel's checkpoint folder."""
+
+    rewritten: int  # versions whose n-gram parts were recounted
+    deleted: int  # unreadable checkpoints, deleted because they could not be rewritten
+    orphans: int  # version folders the database no longer pointed at, deleted
+
+
+def scrub_versions(channel_dir: Path, keep: set[str], texts: list[str],
+                   val_max_chars: int) -> Scrubbed:
+    """Rewrite a channel's checkpoints so that none holds text that is no longer in `texts`.
+
+    An n-gram stores its training symbols verbatim, so every n-gram part of each kept version
+    is recounted from the training side of `texts` (the split `train_channel` uses, so the next
+    `!train` still compares models on text their n-grams never counted; an empty corpus gives an
+    n-gram counted on nothing). The recurrent parts and the mixture weights stay as they are:
+    RNN weights hold no verbatim text. Each file is replaced atomically (lm.save). A checkpoint
+    that cannot be read cannot be rewritten, so it is deleted; so are folders not in `keep`
+    and temporary files a crash left behind.
+    """
+    orphans = len(remove_unlisted(channel_dir, keep))
+    train, _ = holdout_split(texts, val_max_chars)
+    symbols = encode_messages(train)
+    counted: dict[Any, NGram] = {}  # n-gram config -> that n-gram counted on `symbols`
+
+    def recount(old: NGram) -> NGram:
+        if old.config not in counted:
+            counted[old.config] = NGram(old.config).fit(symbols)
+        return counted[old.config]
+
+    rewritten = deleted = 0
+    for name in sorted(keep):
+        folder = channel_dir / name
+        for tmp in folder.glob(f"{MODEL_FILE}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        path = folder / MODEL_FILE
+        if not path.exists():
+            continue
+        try:
+            model = lm.load_checkpoint(path)
+        except lm.LmError as err:
+            log.warning("deleting %s: it cannot be read, so it cannot be rewritten (%s)",
+                        path, err)
+            path.unlink(missing_ok=True)
+            deleted += 1
+            continue
+        note = {"ngram_recounted_at": time.time(), "ngram_corpus_chars": sum(map(len, train))}
+        lm.save(_recounted(model, recount), path, summary={**model.summary, **note})
+        rewritten += 1
+    return Scrubbed(rewritten, deleted, orphans)
+
+
+def _recounted(model: Any, recount: Callable[[NGram], NGram]) -> Any:
+    """`model` with every n-gram in it replaced by `recount(n-gram)`; other parts shared."""
+    if isinstance(model, NGram):
+        return recount(model)
+    if isinstance(model, Mix):
+        return Mix([_recounted(p, recount) for p in model.parts], model.config.weights,
+                   model.config.edges)
+    return model
 
 
 def remove_unlisted(channel_dir: Path, keep: set[str]) -> list[str]:

@@ -75,6 +75,11 @@ class WorkerPool:
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        """Whether `close` was called (every run is refused from then on)."""
+        return self._closed
+
+    @property
     def pending(self) -> tuple[int, int]:
         """(sample/score jobs, training jobs) waiting or running."""
         return self._sample.pending, self._train.pending
@@ -116,6 +121,7 @@ class ModelCache(Generic[K, V]):
         self._size_of = size_of
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._loading: dict[K, asyncio.Future[V]] = {}
+        self._stale: set[K] = set()  # keys dropped while loading: the load is not cached
         self.nbytes = 0  # bytes held by cached entries
         self.evictions = 0
 
@@ -149,10 +155,22 @@ class ModelCache(Generic[K, V]):
             log.debug("evicted %s from the model cache (%d bytes)", old_key, old_size)
 
     def drop(self, key: K) -> None:
-        """Forget a key (its model is freed once no reader holds it)."""
+        """Forget a key (its model is freed once no reader holds it).
+
+        A load of that key still in flight is answered to its callers but not cached: it may
+        have read what the caller of `drop` just replaced.
+        """
         entry = self._entries.pop(key, None)
         if entry is not None:
             self.nbytes -= entry[1]
+        if key in self._loading:
+            self._stale.add(key)
+
+    def drop_where(self, predicate: Callable[[K], bool]) -> None:
+        """Drop every key, cached or loading, for which `predicate` is true."""
+        for key in [*self._entries, *self._loading]:
+            if predicate(key):
+                self.drop(key)
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value, or `await load()` once however many callers ask at the same time."""
@@ -174,6 +192,9 @@ class ModelCache(Generic[K, V]):
             raise
         finally:
             del self._loading[key]
-        self.put(key, value)
+            stale = key in self._stale
+            self._stale.discard(key)
+        if not stale:
+            self.put(key, value)
         future.set_result(value)
         return value

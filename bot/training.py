@@ -4,6 +4,9 @@ The recurrent part is fine-tuned from the channel's current RNN (the base RNN at
 training worker; the channel's n-gram is refit by counting; the two are mixed with weights fitted
 on held-out text. The new mix replaces the old model only if it scores better on that held-out
 text. One progress message is edited as training goes; the last edit carries the loss curve.
+
+The trainer also keeps the channel's checkpoints honest when text leaves the corpus: `scrub`
+stops a training that may have read it and rewrites every stored version without it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import lm
 from bot import engine, plots
 from bot.channel_models import ChannelModelSource
-from bot.engine import TrainOutcome
+from bot.engine import Scrubbed, TrainOutcome
 from bot.errors import Busy, UserError
 from bot.messages import Reply, ReplyFile, Responder, Sent
 from bot.pool import WorkerPool
@@ -31,6 +34,7 @@ from bot.store import ChannelRow, Store
 
 log = logging.getLogger(__name__)
 LN2 = math.log(2)
+PATIENCE_S = 30.0  # how long forgetting waits for room in a full model queue before Busy
 
 
 @dataclass
@@ -44,7 +48,7 @@ class TrainJob:
     latest: Any = None  # the last lm.Progress reported
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    shutting_down: bool = False
+    stopped_by: str = "`!train cancel`"  # named in the reply when cancelled
 
 
 def channel_folder(channel: ChannelRow) -> str:
@@ -75,6 +79,11 @@ class Trainer:
         self._models = models
         self.jobs: dict[int, TrainJob] = {}
         self._starting: set[int] = set()  # channels between `!train` and their job existing
+        # Bumped when text leaves a channel's corpus: a training that read the corpus before
+        # must not adopt (nor keep on disk) what it made of it.
+        self._corpus_epoch: dict[int, int] = {}
+        self._scrubbing: dict[int, asyncio.Lock] = {}  # one rewrite of a channel at a time
+        self.unscrubbed: set[int] = set()  # channels whose rewrite was refused as Busy
 
     def config(self, minutes: float) -> Any:
         """The lm.TrainConfig of a channel training with a budget of `minutes`."""
@@ -91,6 +100,10 @@ class Trainer:
             who = f" (started by {running.started_by})" if running else ""
             raise UserError(f"a training is already running here{who}; `!train cancel` "
                             "stops it")
+        scrubbing = self._scrubbing.get(channel.id)
+        if scrubbing is not None and scrubbing.locked():  # it would take our folder for an orphan
+            raise UserError("this channel's models are being rewritten after a `!forget me`; "
+                            "try `!train` again in a moment")
         if self._pool.pending[1] >= self._settings.train_queue_limit:
             raise Busy("the training queue")
         self._starting.add(channel.id)  # held across the awaits below: one training per channel
@@ -101,6 +114,7 @@ class Trainer:
 
     async def _start(self, channel: ChannelRow, author: str, responder: Responder,
                      minutes: float) -> None:
+        epoch = self._corpus_epoch.get(channel.id, 0)
         texts = await self._store.corpus_texts(channel.id)
         need = lm.MIN_TRAIN_CHARS
         if engine.corpus_symbols(texts) < need:
@@ -111,6 +125,9 @@ class Trainer:
         sent = await responder.send(Reply(f"training this channel's model (started by "
                                           f"{author}, up to {minutes:g} min): starting…"))
         job = self.jobs[channel.id] = TrainJob(channel, author, sent)
+        if self._corpus_epoch.get(channel.id, 0) != epoch:  # `!forget` while we were reading
+            job.stopped_by = "`!forget`"
+            job.cancel.set()
         job.task = asyncio.create_task(self._run(job, texts, current.rnn, current.answer, minutes),
                                        name=f"train-{channel.id}")
 
@@ -122,6 +139,19 @@ class Trainer:
         job.cancel.set()
         return True
 
+    async def stop(self, channel: ChannelRow, why: str) -> bool:
+        """Text left the channel's corpus: stop any training that may have read it and wait
+        until it has reported (it adopts nothing); False when none was running."""
+        self._corpus_epoch[channel.id] = self._corpus_epoch.get(channel.id, 0) + 1
+        job = self.jobs.get(channel.id)
+        if job is None:
+            return False
+        job.stopped_by = why
+        job.cancel.set()
+        if job.task is not None:
+            await asyncio.wait({job.task})  # not cancelled with us: it must report
+        return True
+
     async def wait(self) -> None:
         """Wait until every running training has finished and reported."""
         tasks = [j.task for j in self.jobs.values() if j.task is not None]
@@ -130,7 +160,7 @@ class Trainer:
     async def close(self) -> None:
         """Cancel every training and wait until each has reported."""
         for job in self.jobs.values():
-            job.shutting_down = True
+            job.stopped_by = "the bot is shutting down"
             job.cancel.set()
         await self.wait()
 
@@ -184,9 +214,10 @@ class Trainer:
                       summary: dict[str, Any]) -> Reply:
         """Adopt or refuse the trained model; the final text of the progress message."""
         res = out.rnn_result
-        if out.cancelled:
-            why = "the bot is shutting down" if job.shutting_down else "`!train cancel`"
-            return Reply(f"training cancelled by {why} after {res.steps} steps "
+        if out.cancelled or job.cancel.is_set():
+            if not out.cancelled:  # cancelled after training: what it may have saved must go
+                await self.tidy(job.channel)
+            return Reply(f"training cancelled by {job.stopped_by} after {res.steps} steps "
                          f"({out.seconds:.0f} s); the model is unchanged")
         files = await self._curve(out)
         head = (f"training done in {out.seconds:.0f} s ({res.steps} steps): held-out "
@@ -211,14 +242,58 @@ class Trainer:
             return ()
         return (ReplyFile("loss-curve.png", png),)
 
-    async def tidy(self, channel: ChannelRow) -> None:
-        """Delete checkpoint folders of the channel that the database no longer points at."""
+    async def tidy(self, channel: ChannelRow, patient: bool = False) -> None:
+        """Delete checkpoint folders of the channel that the database no longer points at.
+
+        patient: wait up to PATIENCE_S for room in a full queue, then raise Busy (a forget must
+        not end quietly with files left); otherwise log and leave them to the next tidy.
+        """
         keep = {Path(m.path).name for m in await self._store.models(channel.id)}
         folder = self._settings.checkpoint_dir / channel_folder(channel)
         try:
-            gone = await self._pool.run(engine.remove_unlisted, folder, keep)
+            gone = await self._run_patiently(PATIENCE_S if patient else 0.0,
+                                             engine.remove_unlisted, folder, keep)
         except Busy:
+            if patient:
+                raise
             log.warning("queue full: old checkpoints in %s stay until the next tidy", folder)
             return
         if gone:
             log.info("deleted %d old checkpoint folder(s) in %s", len(gone), folder)
+
+    async def scrub(self, channel: ChannelRow) -> tuple[bool, Scrubbed]:
+        """After `!forget me`: no checkpoint of the channel may keep text its corpus lost.
+
+        Stops a training that may have read the text (waiting for it to report), then rewrites
+        every stored version with its n-gram recounted from the corpus as it is now, and drops
+        the cached models. Returns whether a training was stopped, and what was rewritten.
+        Busy when the queue stays full; the channel is then in `unscrubbed` until a retry.
+        """
+        stopped = await self.stop(channel, "`!forget me`")
+        lock = self._scrubbing.setdefault(channel.id, asyncio.Lock())
+        async with lock:  # reads the corpus inside: a later forget's rewrite lands last
+            self.unscrubbed.add(channel.id)
+            texts = await self._store.corpus_texts(channel.id)
+            keep = {Path(m.path).name for m in await self._store.models(channel.id)}
+            folder = self._settings.checkpoint_dir / channel_folder(channel)
+            try:
+                done = await self._run_patiently(PATIENCE_S, engine.scrub_versions, folder, keep,
+                                                 texts, self._settings.train_val_max_chars)
+            finally:
+                self._models.forget(channel.id)  # no cached model may answer from the old files
+            self.unscrubbed.discard(channel.id)
+        log.info("channel %d: %d version(s) rewritten, %d unreadable deleted, %d orphan(s) "
+                 "deleted after a forget", channel.id, done.rewritten, done.deleted, done.orphans)
+        return stopped, done
+
+    async def _run_patiently(self, patience_s: float, fn: Any, *args: object) -> Any:
+        """`pool.run`, retried while the queue is full for up to `patience_s` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + patience_s
+        while True:
+            try:
+                return await self._pool.run(fn, *args)
+            except Busy:
+                if loop.time() >= end or self._pool.closed:
+                    raise
+                await asyncio.sleep(0.25)

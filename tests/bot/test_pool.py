@@ -104,3 +104,23 @@ async def test_failed_load_is_not_cached() -> None:
         return "ok"
 
     assert await cache.get_or_load("k", fine) == "ok"
+
+
+async def test_a_load_dropped_in_flight_is_answered_but_not_cached() -> None:
+    cache: ModelCache[str, object] = ModelCache(cap_bytes=10, size_of=lambda v: 1)
+    gate = asyncio.Event()
+
+    async def slow_old_file() -> object:  # reads a file that is rewritten meanwhile
+        await gate.wait()
+        return "old"
+
+    task = asyncio.ensure_future(cache.get_or_load("k", slow_old_file))
+    await asyncio.sleep(0)
+    cache.drop_where(lambda key: key == "k")
+    gate.set()
+    assert await task == "old" and "k" not in cache
+
+    async def new_file() -> object:
+        return "new"
+
+    assert await cache.get_or_load("k", new_file) == "new" and cache.get("k") == "new"
