@@ -152,6 +152,31 @@ async def test_forget_just_after_a_training_saved_leaves_nothing(core: Core, alw
     assert rows(core.settings.db_path, "SELECT COUNT(*) FROM models") == [(0,)]
 
 
+async def test_a_training_that_read_the_corpus_before_a_forget_never_runs(
+        core: Core, always_adopt, monkeypatch) -> None:
+    await fill_two_authors(core)
+    store = core.services.store
+    real = store.corpus_texts
+    read, gate = asyncio.Event(), asyncio.Event()
+
+    async def read_then_pause(channel: int) -> list[str]:  # `!train` holds alice's text here
+        texts = await real(channel)
+        read.set()
+        await gate.wait()
+        return texts
+
+    monkeypatch.setattr(store, "corpus_texts", read_then_pause)
+    training = asyncio.ensure_future(say(core, "!train"))
+    await read.wait()
+    monkeypatch.setattr(store, "corpus_texts", real)
+    assert "removed 30 messages" in await reply_of(core, "!forget me", author="alice", mod=False)
+    gate.set()
+    rec = await training
+    await core.wait_trainings()
+    assert "cancelled by `!forget`" in rec.posted[0].last.text
+    assert channel_files(core) == []
+
+
 def test_scrub_deletes_what_it_cannot_rewrite_and_counts_on_nothing(tmp_path: Path) -> None:
     msgs = [f"line {i} with {ALICE_WORD}" for i in range(120)]
     rnn = lm.train(msgs, lm.TrainConfig(kind="gru", hidden=8, embed=4, max_steps=1,
