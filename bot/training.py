@@ -88,9 +88,11 @@ class Trainer:
     def config(self, minutes: float) -> Any:
         """The lm.TrainConfig of a channel training with a budget of `minutes`."""
         s = self._settings
-        return lm.TrainConfig(kind=s.train_kind, hidden=s.train_hidden, minutes=minutes,
-                              max_steps=s.train_max_steps or None,
-                              eval_every=s.train_eval_every, seed=0)
+        # lm's fine-tuning settings (gentle learning rate, short warm-up, early stopping); kind
+        # and size matter only when a channel trains from scratch (no base RNN).
+        return lm.TrainConfig.finetune(
+            kind=s.train_kind, hidden=s.train_hidden, minutes=minutes,
+            max_steps=s.train_max_steps or None, eval_every=s.train_eval_every, seed=0)
 
     async def start(self, channel: ChannelRow, author: str, responder: Responder,
                     minutes: float) -> None:
