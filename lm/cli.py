@@ -108,7 +108,8 @@ def cmd_mix(a: argparse.Namespace) -> None:
     text = read_text(a.data)
     val = text[int(len(text) * 0.9):] if a.val_split else text
     mix = fit_mix(models, _messages(val, a.lines), edges=() if a.static else DEFAULT_EDGES)
-    save(mix, a.out, {"weights": list(mix.config.weights), "data": str(a.data)})
+    parts = [getattr(m, "summary", {}) for m in models]
+    save(mix, a.out, {"fitted_on": str(a.data), "val_split": a.val_split, "parts": parts})
     print(json.dumps({"out": a.out, "weights": mix.config.weights, "edges": mix.config.edges}))
 
 

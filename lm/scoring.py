@@ -22,6 +22,18 @@ def restrict(logp: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     return masked - torch.logsumexp(masked, dim=-1, keepdim=True)
 
 
+def restricted_nll(scores: torch.Tensor, states: torch.Tensor,
+                   targets: torch.Tensor) -> torch.Tensor:
+    """-log P(target) in nats [B, T] from unnormalised scores [B, T, V], restricted to the
+    symbols legal in each decoder state [B, T] (what training minimises)."""
+    mask = LOG_MASK.to(scores.device)
+    if bool((states == states.flatten()[0]).all()):  # one state everywhere (plain ASCII)
+        lse = torch.logsumexp(scores + mask[states.flatten()[0]], dim=-1)
+    else:
+        lse = torch.logsumexp(scores + mask[states], dim=-1)
+    return lse - scores.gather(-1, targets[..., None])[..., 0]
+
+
 def target_logprobs(model: LanguageModel, ids: list[int], chunk: int = 4096) -> torch.Tensor:
     """Restricted log-prob in nats of ids[1:], each given all the ids before it, from a fresh state.
 

@@ -21,7 +21,7 @@ import torch
 
 from lm.errors import LmError
 from lm.models import LanguageModel, NGram, build, detach_state
-from lm.scoring import lane_logprobs, restrict
+from lm.scoring import lane_logprobs, restricted_nll
 from lm.vocab import decoder_states, encode_messages
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ class _Loop:
         return max(parts)
 
     def _step(self, x, y, ds, state, lr: float):
-        logp, state = self.model(x, state)  # [B, T, V]
-        loss = -restrict(logp, ds).gather(2, y[..., None]).mean()
+        scores, state = self.model.logits(x, state)  # [B, T, V]
+        loss = restricted_nll(scores, ds, y).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)

@@ -37,6 +37,14 @@ class LanguageModel(nn.Module):
         """
         raise NotImplementedError
 
+    def logits(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Unnormalised scores [B, T, 257] whose log-softmax is `forward`'s output.
+
+        Training uses them to skip a normalisation that the UTF-8 restriction redoes anyway;
+        log-probabilities are valid scores, so this default is right for every model.
+        """
+        return self.forward(ids, state)
+
     @property
     def device(self) -> torch.device:
         """Where the model's tensors live (CPU for models without any)."""

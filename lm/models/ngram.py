@@ -54,14 +54,21 @@ def context_keys(full: np.ndarray, order: int) -> np.ndarray:
     return keys
 
 
+MIN_DISCOUNT = 0.1  # keeps some mass for lower orders, so no symbol ever has probability 0
+
+
 def _discounts(counts: np.ndarray) -> np.ndarray:
-    """Modified Kneser-Ney discounts D[0..3] (D[0] = 0) from counts-of-counts."""
+    """Modified Kneser-Ney discounts D[0..3] (D[0] = 0) from counts-of-counts.
+
+    Each D[k] is kept within [MIN_DISCOUNT, k]: the estimate can fall to zero or below on
+    small or odd corpora, which would leave unseen symbols no probability at all.
+    """
     n = [np.count_nonzero(counts == i) for i in range(1, 5)]
     if min(n[:3]) == 0:  # too few distinct counts to estimate: fixed, conventional discounts
         return np.array([0.0, 0.5, 1.0, 1.5])
     y = n[0] / (n[0] + 2 * n[1])
     d = [0.0, 1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]
-    return np.clip(np.array(d), 0.0, None)
+    return np.concatenate([[0.0], np.clip(d[1:], MIN_DISCOUNT, [1.0, 2.0, 3.0])])
 
 
 def _order_table(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -52,10 +52,13 @@ class Recurrent(LanguageModel):
             fast = self._fast_step(ids, state)
             if fast is not None:
                 return fast
+        logits, state = self.logits(ids, state)
+        return F.log_softmax(logits, dim=-1), state
+
+    def logits(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         x = self.drop(self.embed(ids))  # [B, T, E]
         h, state = self.rnn(x, state)  # [B, T, H]
-        logits = self.head(self.drop(h))  # [B, T, V]
-        return F.log_softmax(logits.float(), dim=-1), state
+        return self.head(self.drop(h)).float(), state  # [B, T, V]
 
     def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
         """One GRU step at inference without nn.GRU's per-call overhead (same arithmetic)."""

@@ -59,3 +59,23 @@ def test_sentence_bits_are_the_sum_of_character_bits(model):
     no_end = score(model, "Wherefore art thou 😀 Ω?", include_end=False)
     assert no_end.chars == s.chars - 1
     assert math.isclose(no_end.bits + s.per_char[-1].bits, s.bits, rel_tol=1e-6)
+
+
+def test_training_loss_equals_restricted_log_probs(model):
+    from lm.scoring import restricted_nll
+
+    x, y = torch.tensor([IDS[:-1]]), torch.tensor([IDS[1:]])  # valid UTF-8: legal targets
+    states = torch.tensor([decoder_states(IDS)[1:-1]])
+    with torch.inference_mode():
+        logp, _ = model(x, model.initial_state(1))
+        scores, _ = model.logits(x, model.initial_state(1))
+    want = -restrict(logp, states).gather(2, y[..., None])[..., 0]
+    torch.testing.assert_close(restricted_nll(scores, states, y), want, atol=1e-4, rtol=0)
+    # plain ASCII: one decoder state everywhere, the shortcut path
+    a = torch.tensor([[BOUNDARY, *encode("plain ascii text")]])
+    st = torch.zeros(1, a.shape[1] - 1, dtype=torch.long)
+    with torch.inference_mode():
+        logp, _ = model(a[:, :-1], model.initial_state(1))
+        scores, _ = model.logits(a[:, :-1], model.initial_state(1))
+    want = -restrict(logp, st).gather(2, a[:, 1:, None])[..., 0]
+    torch.testing.assert_close(restricted_nll(scores, st, a[:, 1:]), want, atol=1e-4, rtol=0)

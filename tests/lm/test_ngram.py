@@ -30,7 +30,7 @@ def reference_kn(tokens: list[int], order: int):
         n = [sum(1 for v in c.values() if v == k) for k in range(1, 5)]
         y = n[0] / (n[0] + 2 * n[1])
         d = [0, 1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]
-        d = [max(v, 0.0) for v in d]
+        d = [0.0] + [min(max(v, 0.1), k) for k, v in enumerate(d[1:], start=1)]
         rows = defaultdict(dict)
         for (ctx, x), v in c.items():
             rows[ctx][x] = v
@@ -66,6 +66,15 @@ def test_matches_reference_implementation():
         logp, _ = m(torch.tensor([probe]), m.initial_state(1))
     for t in range(len(probe)):
         np.testing.assert_allclose(logp[0, t].exp().numpy(), ref(probe[: t + 1]), atol=1e-6)
+
+
+def test_no_symbol_ever_gets_probability_zero():
+    # A corpus whose discount estimates come out <= 0 (many 2s, few 1s).
+    tokens = encode_messages(["ab", "ab", "cd", "cd", "ab", "ef", "ef", "gh", "gh", "ab"] * 3)
+    m = NGram(NGramConfig(order=3)).fit(tokens)
+    with torch.inference_mode():
+        logp, _ = m(torch.tensor([tokens[:12]]), m.initial_state(1))
+    assert torch.isfinite(logp).all()
 
 
 def test_parallel_lanes_are_exact_for_ngrams():
