@@ -11,18 +11,21 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-import lm
-from lm.models import NGram, NGramConfig
-from lm.vocab import encode_messages
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import lm  # noqa: E402
+from lm.models import NGram, NGramConfig  # noqa: E402
+from lm.vocab import encode_messages  # noqa: E402
+
 CORPORA = ROOT.parent / "shared" / "corpora"
 SHAKESPEARE = CORPORA / "tinyshakespeare.txt"
 SENTENCE = ("First Citizen: Before we proceed any further, hear me speak. "
@@ -97,17 +100,18 @@ def plain_loop(seconds: float, batch: int = 64, bptt: int = 128) -> float:
     return steps * batch * bptt / (time.perf_counter() - t0)
 
 
-def throughput(rep: dict, minutes: float) -> None:
+def throughput(rep: dict, minutes: float, batch: int) -> None:
     text = SHAKESPEARE.read_text(encoding="utf-8")
-    cfg = lm.TrainConfig(kind="gru", hidden=512, embed=64, dropout=0.1, lr=3e-3,
-                         minutes=minutes, eval_every=250, patience=100)
+    cfg = lm.TrainConfig(kind="gru", hidden=512, embed=64, dropout=0.0, lr=3e-3, batch=batch,
+                         minutes=minutes, eval_every=500, patience=100)
     res = lm.train(text, cfg)
     ours = res.steps * cfg.batch * cfg.bptt / res.seconds
-    base = plain_loop(seconds=min(120.0, minutes * 60))
+    base = plain_loop(seconds=min(120.0, minutes * 60), batch=batch)
     rep["throughput"] = {
         "lm train chars/s (validation time included)": ours,
         "plain nn.GRU loop chars/s": base, "ratio": ours / base,
         f"lm train val nats/char after {minutes:g} min": res.val_after, "steps": res.steps,
+        "batch": batch, "bptt": cfg.bptt,
     }
 
 
@@ -170,13 +174,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sections", default="quality,throughput,finetune,latency")
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget (throughput)")
+    ap.add_argument("--batch", type=int, default=32, help="lanes (throughput)")
     a = ap.parse_args()
     rep: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
                             f"torch {torch.__version__}", "date": time.strftime("%Y-%m-%d")}
     for s in a.sections.split(","):
         t = time.perf_counter()
         if s == "throughput":
-            throughput(rep, a.minutes)
+            throughput(rep, a.minutes, a.batch)
         else:
             {"quality": quality, "finetune": finetune, "latency": latency}[s](rep)
         print(f"[{s}: {time.perf_counter() - t:.0f} s]", flush=True)
