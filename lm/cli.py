@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lm.checkpoint import save, summary
 from lm.errors import LmError
-from lm.hub import BASE_PATH, load
+from lm.hub import BASE_PATH, NAMES, load
 from lm.mixing import fit_mix
 from lm.models.mix import DEFAULT_EDGES
 from lm.sampling import SampleConfig, sample
@@ -114,8 +114,8 @@ def cmd_mix(a: argparse.Namespace) -> None:
 
 
 def cmd_info(a: argparse.Namespace) -> None:
-    path = BASE_PATH if a.model.startswith("base") else a.model
     if a.model == "uniform":
         print(json.dumps(load("uniform").describe()))
         return
+    path = BASE_PATH if a.model in NAMES else a.model  # base, base-rnn, base-ngram: one file
     print(json.dumps(summary(path), indent=2, default=str))

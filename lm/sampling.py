@@ -10,12 +10,12 @@ import torch
 
 from lm.errors import LmError
 from lm.models.base import LanguageModel
-from lm.vocab import ALLOWED, BOUNDARY, NEXT_STATE, decode, decoder_states, encode
+from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE, decode, decoder_states, encode
 
 MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
 NEG_INF = -np.inf
-LOG_ALLOWED = np.where(ALLOWED, 0.0, NEG_INF)  # [states, V]
+LOG_ALLOWED = LOG_MASK.double().numpy()  # [states, V]: 0 where legal, -inf elsewhere
 
 
 @dataclass(frozen=True)

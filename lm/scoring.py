@@ -34,24 +34,13 @@ def restricted_nll(scores: torch.Tensor, states: torch.Tensor,
     return lse - scores.gather(-1, targets[..., None])[..., 0]
 
 
-def target_logprobs(model: LanguageModel, ids: list[int], chunk: int = 4096) -> torch.Tensor:
+def target_logprobs(model: LanguageModel, ids: list[int]) -> torch.Tensor:
     """Restricted log-prob in nats of ids[1:], each given all the ids before it, from a fresh state.
 
-    The whole sequence is read in chunks of `chunk` symbols with the state carried, so the
-    result is exact (no truncated context) and memory stays bounded.
+    Read in chunks with the state carried, so the result is exact (no truncated context) and
+    memory stays bounded.
     """
-    dev = model.device
-    states = torch.tensor(decoder_states(ids), dtype=torch.long, device=dev)
-    x = torch.tensor(ids, dtype=torch.long, device=dev)
-    out = []
-    with torch.inference_mode():
-        state = model.initial_state(1)
-        for s in range(0, len(ids) - 1, chunk):
-            e = min(s + chunk, len(ids) - 1)
-            logp, state = model(x[s:e].view(1, -1), state)  # [1, T, V]
-            logp = restrict(logp[0], states[s + 1 : e + 1])
-            out.append(logp.gather(1, x[s + 1 : e + 1, None])[:, 0])
-    return torch.cat(out).cpu() if out else torch.zeros(0)
+    return lane_logprobs(model, ids, lanes=1, warmup=0)
 
 
 @dataclass(frozen=True)
@@ -167,12 +156,11 @@ def evaluate(model: LanguageModel, text: str, lines: bool = False, lanes: int = 
 
 
 def lane_logprobs(model: LanguageModel, ids: list[int], lanes: int, warmup: int,
-                  chunk: int = 512) -> torch.Tensor:
-    """Restricted log-probs of ids[1:], computed in `lanes` parallel pieces (see `evaluate`)."""
+                  chunk: int = 1024) -> torch.Tensor:
+    """Restricted log-probs of ids[1:], computed in `lanes` parallel pieces (see `evaluate`);
+    one lane is the exact single pass."""
     n = len(ids) - 1
     lanes = max(1, min(lanes, n // max(warmup, 1)))
-    if lanes == 1:
-        return target_logprobs(model, ids)
     bounds = np.linspace(0, n, lanes + 1).astype(int)
     starts = [max(0, b - warmup) for b in bounds[:-1]]
     length = max(bounds[i + 1] - starts[i] for i in range(lanes))

@@ -19,7 +19,6 @@ KINDS: dict[str, tuple[type, type]] = {
     "gru": (GRU, RecurrentConfig),
     "lstm": (LSTM, RecurrentConfig),
 }
-TRAINABLE_KINDS = ("gru", "lstm", "rnn", "ngram")
 
 
 def make_config(kind: str, values: dict[str, Any]):
@@ -44,7 +43,7 @@ def build(kind: str, config: dict[str, Any], extra: dict[str, Any] | None = None
 
 
 __all__ = [
-    "GRU", "KINDS", "LSTM", "RNN", "TRAINABLE_KINDS", "LanguageModel", "Mix", "MixConfig",
+    "GRU", "KINDS", "LSTM", "RNN", "LanguageModel", "Mix", "MixConfig",
     "NGram", "NGramConfig", "RecurrentConfig", "State", "Uniform", "UniformConfig", "build",
     "detach_state", "make_config", "map_state",
 ]
