@@ -25,12 +25,18 @@ FORMAT_VERSION = 1
 
 def save(model: LanguageModel, path: str | os.PathLike, summary: dict[str, Any] | None = None,
          half: bool = False) -> Path:
-    """Write `model` to `path` atomically. half=True stores float weights as float16."""
+    """Write `model` to `path` atomically.
+
+    A float tensor whose values are all float16 values (what `lm train` returns) is stored as
+    float16, which loses nothing and halves the file; half=True stores every float tensor so.
+    """
     path = Path(path)
-    weights = {
-        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-        for k, v in model.state_dict().items()
-    }
+    weights = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if v.is_floating_point() and (half or _half_exact(v)):
+            v = v.half()
+        weights[k] = v.clone()
     data = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "vocab": {"name": VOCAB_NAME, "size": VOCAB_SIZE},
@@ -48,6 +54,10 @@ def save(model: LanguageModel, path: str | os.PathLike, summary: dict[str, Any] 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _half_exact(t: torch.Tensor) -> bool:
+    return t.numel() > 0 and bool(torch.equal(t.half().float(), t.float()))
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:

@@ -16,6 +16,8 @@ MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
 NEG_INF = -np.inf
 LOG_ALLOWED = LOG_MASK.double().numpy()  # [states, V]: 0 where legal, -inf elsewhere
+_NO_END = LOG_ALLOWED.copy()
+_NO_END[:, BOUNDARY] = NEG_INF  # for stop_at_end=False: the end symbol is never drawn
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np
     """One symbol per row from restricted log-probs [n, V] (illegal symbols are -inf)."""
     if cfg.greedy:
         return logits.argmax(axis=1)
-    z = logits / cfg.temperature
+    z = logits / cfg.temperature if cfg.temperature != 1 else logits
     if cfg.top_k is not None and cfg.top_k < z.shape[1]:
         # exactly k symbols; ties go to the lower id, as argmax does, so top-k 1 == greedy
         keep = np.argsort(-z, axis=1, kind="stable")[:, : cfg.top_k]
@@ -65,9 +67,9 @@ def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np
         sp[np.cumsum(sp, axis=1) - sp >= cfg.top_p] = 0.0  # keep the smallest set reaching p
         p = np.zeros_like(p)
         np.put_along_axis(p, order, sp, axis=1)
-    cum = np.cumsum(p, axis=1)
-    u = rng.random(len(p))[:, None] * cum[:, -1:]
-    return np.minimum((cum <= u).sum(axis=1), p.shape[1] - 1)
+    cum = p.cumsum(axis=1)
+    u = rng.random(len(p)) * cum[:, -1]
+    return np.minimum((cum <= u[:, None]).sum(axis=1), p.shape[1] - 1)
 
 
 def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[str]:
@@ -75,29 +77,30 @@ def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[st
     cfg.validate()
     rng = np.random.default_rng(cfg.seed)
     start = [BOUNDARY, *encode(prefix)]
+    allowed = LOG_ALLOWED if cfg.stop_at_end else _NO_END
     dstate = np.full(cfg.n, decoder_states(start)[-1])
-    out: list[list[int]] = [[] for _ in range(cfg.n)]
-    chars = np.zeros(cfg.n, dtype=int)
+    out = np.zeros((cfg.n, 4 * cfg.max_chars), dtype=np.int64)  # a character is <= 4 bytes
+    length = np.zeros(cfg.n, dtype=np.int64)  # bytes drawn so far
+    chars = np.zeros(cfg.n, dtype=np.int64)
     done = np.zeros(cfg.n, dtype=bool)
+    rows = np.arange(cfg.n)
     with torch.inference_mode():
         dev = model.device
         x = torch.tensor([start] * cfg.n, dtype=torch.long, device=dev)  # [n, P]
         state = model.initial_state(cfg.n)
-        while not done.all():
+        while True:
             logp, state = model(x, state)
-            logits = logp[:, -1].double().cpu().numpy() + LOG_ALLOWED[dstate]  # [n, V]
-            if not cfg.stop_at_end:
-                logits[:, BOUNDARY] = NEG_INF
+            logits = logp[:, -1].cpu().numpy().astype(np.float64) + allowed[dstate]  # [n, V]
             sym = _pick(logits, cfg, rng)
-            for i in np.nonzero(~done)[0]:
-                s = int(sym[i])
-                if s == BOUNDARY:
-                    done[i] = True
-                    continue
-                out[i].append(s)
-                dstate[i] = NEXT_STATE[dstate[i], s]
-                if dstate[i] == 0:
-                    chars[i] += 1
-                    done[i] = chars[i] >= cfg.max_chars
-            x = torch.from_numpy(sym.astype(np.int64)).view(-1, 1).to(dev)
-    return [decode(o) for o in out]
+            live = ~done
+            ended = live & (sym == BOUNDARY)
+            grow = live & ~ended
+            out[rows[grow], length[grow]] = sym[grow]
+            length += grow
+            dstate = np.where(grow, NEXT_STATE[dstate, np.minimum(sym, BOUNDARY)], dstate)
+            chars += grow & (dstate == 0)
+            done |= ended | (chars >= cfg.max_chars)
+            if done.all():
+                break
+            x = torch.from_numpy(sym.reshape(-1, 1)).to(dev)
+    return [decode(out[i, : length[i]].tolist()) for i in range(cfg.n)]

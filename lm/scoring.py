@@ -98,14 +98,14 @@ def score(model: LanguageModel, text: str, include_end: bool = True) -> Score:
     if len(text) > MAX_SCORE_CHARS:
         raise LmError(f"text too long to score: {len(text)} characters (limit {MAX_SCORE_CHARS})")
     ids = [BOUNDARY, *encode(text), BOUNDARY]
-    nll = -target_logprobs(model, ids).double()  # [bytes + 1]
-    per_char, pos = [], 0
-    for ch, n in char_spans(text):
-        per_char.append(CharScore(ch, float(nll[pos : pos + n].sum()) / LN2))
-        pos += n
+    nll = -target_logprobs(model, ids).double().numpy()  # [bytes + 1], nats
+    spans = char_spans(text)
+    starts = np.cumsum([0] + [n for _, n in spans])  # byte offset of each character; last: end
+    bits = np.add.reduceat(nll[:-1], starts[:-1]) / LN2 if spans else np.zeros(0)
+    per_char = [CharScore(ch, b) for (ch, _), b in zip(spans, bits.tolist(), strict=True)]
     if include_end:
-        per_char.append(CharScore("<end>", float(nll[pos]) / LN2))
-    nats = float(nll.sum()) if include_end else float(nll[:pos].sum())
+        per_char.append(CharScore("<end>", float(nll[-1]) / LN2))
+    nats = float(nll.sum()) if include_end else float(nll[:-1].sum())
     return Score(text, nats, len(text) + int(include_end), include_end, tuple(per_char))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lm.errors import LmError
-from lm.models import LanguageModel, NGram, build, detach_state
+from lm.models import LanguageModel, NGram, build, detach_state, round_to_half
 from lm.scoring import lane_logprobs, restricted_nll
 from lm.vocab import decoder_states, encode_messages
 
@@ -248,9 +248,13 @@ class _Loop:
             self._report(step, t0, ema, val, best)
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
-        if not history:
-            best = val_before if val_before is not None else validate(
-                self.model, self.val_ids, cfg.eval_lanes)
+        if step:  # the weights returned are float16 values (see round_to_half), measured as such
+            round_to_half(self.model)
+            best = validate(self.model, self.val_ids, cfg.eval_lanes)
+        elif val_before is not None:
+            best = val_before
+        else:
+            best = validate(self.model, self.val_ids, cfg.eval_lanes)
         return TrainResult(self.model.cpu().eval(), val_before, best, step,
                            time.monotonic() - t0, self.train_chars, len(self.val_ids),
                            cancelled, history)

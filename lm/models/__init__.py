@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from lm.errors import LmError
-from lm.models.base import LanguageModel, State, detach_state, map_state
+from lm.models.base import LanguageModel, State, detach_state, map_state, round_to_half
 from lm.models.mix import Mix, MixConfig
 from lm.models.ngram import NGram, NGramConfig
 from lm.models.recurrent import GRU, LSTM, RNN, RecurrentConfig
@@ -45,5 +45,5 @@ def build(kind: str, config: dict[str, Any], extra: dict[str, Any] | None = None
 __all__ = [
     "GRU", "KINDS", "LSTM", "RNN", "LanguageModel", "Mix", "MixConfig",
     "NGram", "NGramConfig", "RecurrentConfig", "State", "Uniform", "UniformConfig", "build",
-    "detach_state", "make_config", "map_state",
+    "detach_state", "make_config", "map_state", "round_to_half",
 ]

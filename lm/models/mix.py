@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from lm import native
 from lm.models.base import LanguageModel, State
 
 DEFAULT_EDGES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # entropy bin edges, nats
+NATIVE_MAX_POSITIONS = 4096  # beyond this, torch's vectorised mixture is as fast
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ class Mix(LanguageModel):
         self.register_buffer("log_w", torch.tensor(table).clamp_min(1e-12).log(),
                              persistent=False)  # [buckets, K]
         self.register_buffer("edges", torch.tensor(self.config.edges), persistent=False)
-        self._np = (np.array(table), np.array(self.config.edges))  # for the one-step path
+        self._np = (np.ascontiguousarray(table, dtype=np.float64),  # for the one-step paths
+                    np.ascontiguousarray(self.config.edges, dtype=np.float64))
+        self._addresses = (self._np[1].ctypes.data, self._np[0].ctypes.data)
 
     def spec(self) -> dict:
         c = self.config
@@ -86,10 +90,24 @@ class Mix(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         lps, states = self.component_logprobs(ids, state)  # [K, B, T, V]
-        if ids.shape[1] == 1 and not torch.is_grad_enabled() and lps.device.type == "cpu":
+        b, t = ids.shape
+        if b * t <= NATIVE_MAX_POSITIONS and native.usable(lps):
+            return self._native(lps), states
+        if t == 1 and not torch.is_grad_enabled() and lps.device.type == "cpu":
             return self._mix_small(lps), states
         log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
         return torch.logsumexp(lps + log_w[..., None], dim=0), states
+
+    def _native(self, lps: torch.Tensor) -> torch.Tensor:
+        """The same mixture in the compiled kernel (lm/native.c), for a few positions."""
+        k, b, t, v = lps.shape
+        edges = self._np[1]
+        lps = lps.float().contiguous()
+        out = torch.empty(b, t, v)
+        work = torch.empty(k * v, dtype=torch.float64)
+        native.library().mix_forward(k, b * t, v, lps.data_ptr(), len(edges), *self._addresses,
+                                     work.data_ptr(), out.data_ptr())
+        return out
 
     def _mix_small(self, lps: torch.Tensor) -> torch.Tensor:
         """The same mixture in numpy: for one step at a time, where torch's per-call

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lm import native
 from lm.models.base import LanguageModel, State
 from lm.vocab import VOCAB_SIZE
 
@@ -20,6 +21,7 @@ PAD = 257
 BASE = 258
 # Contexts of different lengths live in one sorted key array, offset by length.
 LEN_OFFSET = BASE**6  # > any packed context of up to 6 symbols
+NATIVE_MAX_POSITIONS = 4096  # beyond this, numpy's vectorised passes win
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class _Tables:
     gamma: np.ndarray  # [C] weight left for the lower order
     sym: np.ndarray  # [E] next symbol of each entry
     disc: np.ndarray  # [E] discounted probability max(c - D, 0) / total
+
+    def __post_init__(self) -> None:
+        # where ctx, start, gamma, sym and disc live, for the compiled kernel
+        self.addresses = tuple(a.ctypes.data for a in (self.ctx, self.start, self.gamma,
+                                                       self.sym, self.disc))
 
 
 def context_keys(full: np.ndarray, order: int) -> np.ndarray:
@@ -110,10 +117,11 @@ def _merge(parts: list[tuple[np.ndarray, ...]]) -> _Tables:
     offsets = np.cumsum([0] + [len(p[3]) for p in parts])
     start = np.concatenate([p[1] + o for p, o in zip(parts, offsets[:-1], strict=True)])
     start = np.append(start, offsets[-1])
-    return _Tables(
-        ctx=ctx, start=start, gamma=np.concatenate([p[2] for p in parts]),
+    return _Tables(  # contiguous int64 / float64 arrays: the compiled kernel reads them too
+        ctx=ctx.astype(np.int64), start=start.astype(np.int64),
+        gamma=np.concatenate([p[2] for p in parts]).astype(np.float64),
         sym=np.concatenate([p[3] for p in parts]).astype(np.int64),
-        disc=np.concatenate([p[4] for p in parts]),
+        disc=np.concatenate([p[4] for p in parts]).astype(np.float64),
     )
 
 
@@ -177,8 +185,23 @@ class NGram(LanguageModel):
         order = self.config.order
         # [B, order-1+T]: the context carried in the state, then the new symbols
         full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1)  # [B, order-1+T]
-        keys = context_keys(full, order)  # [B, T, order]
         b, t = ids.shape
-        probs = distributions(self.tables(), keys.reshape(b * t, order))
-        logp = torch.from_numpy(np.log(probs).astype(np.float32)).view(b, t, VOCAB_SIZE)
+        if b * t <= NATIVE_MAX_POSITIONS and native.usable(ids):
+            logp = self._native(full, b, t)
+        else:
+            keys = context_keys(full, order)  # [B, T, order]
+            probs = distributions(self.tables(), keys.reshape(b * t, order))
+            logp = torch.from_numpy(np.log(probs).astype(np.float32)).view(b, t, VOCAB_SIZE)
         return logp.to(ids.device), torch.from_numpy(full[:, full.shape[1] - order + 1:])
+
+    def _native(self, full: np.ndarray, b: int, t: int) -> torch.Tensor:
+        """The same log-probs from the compiled kernel (lm/native.c): a binary search per
+        context length instead of numpy's vectorised passes, far cheaper for a few positions."""
+        tab = self.tables()
+        full = torch.from_numpy(np.ascontiguousarray(full, dtype=np.int64))
+        logp = torch.empty(b, t, VOCAB_SIZE)
+        work = torch.empty(VOCAB_SIZE, dtype=torch.float64)
+        native.library().ngram_forward(
+            b, t, self.config.order, VOCAB_SIZE, BASE, LEN_OFFSET, full.data_ptr(),
+            len(tab.ctx), *tab.addresses, work.data_ptr(), logp.data_ptr())
+        return logp

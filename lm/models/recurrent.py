@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lm import native
 from lm.models.base import LanguageModel, State
 from lm.vocab import VOCAB_SIZE
 
@@ -21,6 +22,8 @@ class RecurrentConfig:
     embed: int = 64
     dropout: float = 0.0
 
+
+NATIVE_MAX_BATCH = 4  # beyond this, torch's batched matrix products are faster
 
 _LAYERS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -48,8 +51,10 @@ class Recurrent(LanguageModel):
         return (h, h.clone()) if self.cell == "lstm" else h
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if ids.shape[1] == 1 and not self.training and not torch.is_grad_enabled():
-            fast = self._fast_step(ids, state)
+        if not self.training and not torch.is_grad_enabled():
+            fast = self._native(ids, state)
+            if fast is None and ids.shape[1] == 1:
+                fast = self._fast_step(ids, state)
             if fast is not None:
                 return fast
         logits, state = self.logits(ids, state)
@@ -61,7 +66,11 @@ class Recurrent(LanguageModel):
         return self.head(self.drop(h)).float(), state  # [B, T, V]
 
     def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
-        """One GRU step at inference without nn.GRU's per-call overhead (same arithmetic)."""
+        """One step at inference without the fused layer's per-call overhead (same arithmetic)."""
+        return None
+
+    def _native(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
+        """Inference in compiled code, where a kernel exists for this cell."""
         return None
 
 
@@ -83,7 +92,10 @@ class GRU(Recurrent):
     kind = cell = "gru"
 
     def _tables(self) -> tuple:
-        """Input projections folded into a per-symbol table; rebuilt when weights change.
+        """Inference tables, rebuilt when weights change: the input projection folded into a
+        per-symbol table, and the transposed recurrent and output matrices. Float16 copies of
+        those matrices (for the compiled kernel) exist only when the weights are exactly
+        representable in float16, as `lm train` leaves them, so the kernel's products are exact.
 
         Weights change in place (optimizer steps, load_state_dict), which bumps each tensor's
         version counter: that is the cache key, cheap enough to check at every step.
@@ -94,17 +106,24 @@ class GRU(Recurrent):
         rnn = self.rnn
         srcs = (self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0, rnn.weight_hh_l0,
                 rnn.bias_hh_l0, self.head.weight, self.head.bias)
-        gi = F.linear(self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)  # [V, 3H]
-        tables = (gi.detach().contiguous(), rnn.weight_hh_l0.detach().t().contiguous(),
-                  rnn.bias_hh_l0.detach(), self.head.weight.detach().t().contiguous(),
-                  self.head.bias.detach())
+        with torch.no_grad():
+            gi = F.linear(self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)  # [V, 3H]
+            w_hh = rnn.weight_hh_l0.detach().t().contiguous()  # [H, 3H]
+            w_out = self.head.weight.detach().t().contiguous()  # [H, V]
+            gi, b_hh, b_out = (t.detach().contiguous() for t in (gi, rnn.bias_hh_l0,
+                                                                   self.head.bias))
+            kernel = None  # the compiled kernel's arrays and their addresses
+            if w_hh.device.type == "cpu" and half_exact(w_hh) and half_exact(w_out):
+                keep = (gi, w_hh.half(), b_hh, w_out.half(), b_out)
+                kernel = (keep, tuple(t.data_ptr() for t in keep))
+        tables = (gi, w_hh, b_hh, w_out, b_out, kernel)
         self._fast = (tuple((t, t._version) for t in srcs), tables)
         return tables
 
     def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
         if self.config.layers != 1:
             return None
-        gi_table, w_hh, b_hh, w_out, b_out = self._tables()  # [V,3H], [H,3H], [3H], [H,V], [V]
+        gi_table, w_hh, b_hh, w_out, b_out, _ = self._tables()  # [V,3H],[H,3H],[3H],[H,V],[V]
         h = state[0]  # [B, H]
         gi = gi_table[ids[:, 0]]  # [B, 3H]
         gh = torch.addmm(b_hh, h, w_hh)  # [B, 3H]
@@ -115,3 +134,26 @@ class GRU(Recurrent):
         h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
         logp = F.log_softmax(torch.addmm(b_out, h, w_out), dim=-1)  # [B, V]
         return logp.unsqueeze(1), h.unsqueeze(0)
+
+    def _native(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
+        """The whole sequence in the compiled kernel (lm/native.c), for a few sequences."""
+        hid = self.config.hidden
+        if (self.config.layers != 1 or hid % 4 or ids.shape[0] > NATIVE_MAX_BATCH
+                or not native.usable(ids)):
+            return None
+        kernel = self._tables()[-1]
+        if kernel is None:
+            return None
+        b, t = ids.shape
+        ids = ids.contiguous()
+        h = state[0].clone(memory_format=torch.contiguous_format)  # the caller's is kept
+        work = torch.empty(3 * hid)
+        logp = torch.empty(b, t, VOCAB_SIZE)
+        native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
+                                     h.data_ptr(), work.data_ptr(), logp.data_ptr())
+        return logp, h.unsqueeze(0)
+
+
+def half_exact(t: torch.Tensor) -> bool:
+    """Whether every value of `t` is exactly representable in float16."""
+    return bool(torch.equal(t.half().float(), t))

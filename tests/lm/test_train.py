@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
 from lm import LmError, TrainConfig, load_checkpoint, save, train
 from lm.train import MIN_TRAIN_CHARS
@@ -22,7 +23,9 @@ def test_a_few_steps_lower_the_loss(kind):
     vals = [v for _, _, v in res.history]
     assert res.steps == 30 and len(vals) == 3
     assert vals[-1] < vals[0] < 5.6  # below uniform over 257 (5.55) and falling
-    assert res.val_after == min(vals)
+    # the best weights come back rounded to float16 values, measured again after rounding
+    assert res.val_after == pytest.approx(min(vals), abs=1e-3)
+    assert all(torch.equal(p, p.half().float()) for p in res.model.parameters())
 
 
 def test_ngram_trains_by_counting():

@@ -1,0 +1,170 @@
+/* CPU kernels for inference at batch sizes of a chat bot (a few sequences, one at a time).
+ *
+ * Built on first use by lm/native.py (cc -O3 -march=native) and called through ctypes, which
+ * releases the GIL for the call. Every function is the same arithmetic as the torch path it
+ * replaces, up to float summation order; lm/native.py documents the contract of each.
+ *
+ * Why: at batch 1 a GRU-512 step reads its 3 MB recurrent matrix once, which does not fit a
+ * core's L2 cache. Kept in float16 (1.5 MB, converted exactly to float32 in registers) it does,
+ * and the ~40 small torch calls a step costs in Python collapse into one call.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+typedef _Float16 half;
+
+static void log_softmax(float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += expf(x[i] - mx);
+    float lse = mx + logf(s);
+    for (int i = 0; i < n; i++) x[i] -= lse;
+}
+
+/* y[0..n) += sum over r < 4 of a[r] * w[r * ld + j]: four half-precision rows at once, so y
+ * is loaded and stored once per four rows. Explicit vector code where the CPU has it (gcc
+ * does not vectorise the float16 conversion by itself), plain C elsewhere. */
+static inline void axpy4_h(float *restrict y, const float *a, const half *restrict w,
+                           int64_t ld, int64_t n) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]);
+    __m512 a2 = _mm512_set1_ps(a[2]), a3 = _mm512_set1_ps(a[3]);
+    for (; j + 16 <= n; j += 16) {
+        __m512 acc = _mm512_loadu_ps(y + j);
+        acc = _mm512_fmadd_ps(a0, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + j))), acc);
+        acc = _mm512_fmadd_ps(a1, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + ld + j))), acc);
+        acc = _mm512_fmadd_ps(a2, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + 2 * ld + j))), acc);
+        acc = _mm512_fmadd_ps(a3, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + 3 * ld + j))), acc);
+        _mm512_storeu_ps(y + j, acc);
+    }
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+    __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
+    __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    for (; j + 8 <= n; j += 8) {
+        __m256 acc = _mm256_loadu_ps(y + j);
+        acc = _mm256_fmadd_ps(a0, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + j))), acc);
+        acc = _mm256_fmadd_ps(a1, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + ld + j))), acc);
+        acc = _mm256_fmadd_ps(a2, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + 2 * ld + j))), acc);
+        acc = _mm256_fmadd_ps(a3, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + 3 * ld + j))), acc);
+        _mm256_storeu_ps(y + j, acc);
+    }
+#endif
+    for (; j < n; j++)
+        y[j] += a[0] * (float)w[j] + a[1] * (float)w[ld + j] + a[2] * (float)w[2 * ld + j]
+                + a[3] * (float)w[3 * ld + j];
+}
+
+/* y[0..n) = bias + x[0..m) @ w[m, n] for half-precision w (m a multiple of 4). */
+static void matvec_h(float *restrict y, const float *bias, const float *x, const half *w,
+                     int64_t m, int64_t n) {
+    memcpy(y, bias, n * sizeof(float));
+    for (int64_t i = 0; i < m; i += 4) axpy4_h(y, x + i, w + i * n, n, n);
+}
+
+/* Single-layer GRU language model, B sequences of T steps, in PyTorch's gate order (r, z, n).
+ *   ids  [B, T]   int64 symbols read
+ *   gi   [V, 3H]  input projection of every symbol, input bias included (float32)
+ *   whh  [H, 3H]  recurrent weights, transposed (float16); bhh [3H] (float32)
+ *   wout [H, V]   output weights, transposed (float16); bout [V] (float32)
+ *   h    [B, H]   state, updated in place; work [3H] scratch; H a multiple of 4
+ *   logp [B, T, V] log-softmax output (float32)
+ */
+void gru_forward(int64_t B, int64_t T, int64_t H, int64_t V, const int64_t *ids,
+                 const float *gi, const half *whh, const float *bhh, const half *wout,
+                 const float *bout, float *h, float *work, float *logp) {
+    const int64_t G = 3 * H;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t b = 0; b < B; b++) {
+            const float *x = gi + ids[b * T + t] * G;
+            float *gh = work, *hb = h + b * H, *out = logp + (b * T + t) * V;
+            matvec_h(gh, bhh, hb, whh, H, G);
+            for (int64_t j = 0; j < 2 * H; j++) gh[j] = 1.0f / (1.0f + expf(-(x[j] + gh[j])));
+            for (int64_t j = 0; j < H; j++) {  /* tanh(u) = 2 sigmoid(2u) - 1 */
+                float u = x[2 * H + j] + gh[j] * gh[2 * H + j];
+                float n = 2.0f / (1.0f + expf(-2.0f * u)) - 1.0f;
+                hb[j] = n + gh[H + j] * (hb[j] - n);
+            }
+            matvec_h(out, bout, hb, wout, H, V);
+            log_softmax(out, V);
+        }
+    }
+}
+
+/* Index of `key` in the sorted array a[0..n), or -1. */
+static int64_t find(const int64_t *a, int64_t n, int64_t key) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    return lo < n && a[lo] == key ? lo : -1;
+}
+
+/* Interpolated Kneser-Ney log-probabilities (see lm/models/ngram.py for the tables).
+ *   full [B, order-1+T] int64: the carried context, then the T symbols read
+ *   logp [B, T, V] float32 output, V = 257; keys are packed in base `base` with lengths
+ *   offset by len_offset, exactly as context_keys() packs them.
+ */
+void ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
+                   int64_t len_offset, const int64_t *full, int64_t C, const int64_t *ctx,
+                   const int64_t *start, const double *gamma, const int64_t *sym,
+                   const double *disc, double *work, float *logp) {
+    const int64_t k = order - 1, width = k + T;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t *end = full + b * width + k + t + 1; /* one past the context */
+            int64_t keys[8], acc = 0, mult = 1;
+            keys[0] = 0;
+            for (int64_t len = 1; len < order; len++) {
+                acc += end[-len] * mult;
+                mult *= base;
+                keys[len] = acc + len * len_offset;
+            }
+            memset(work, 0, V * sizeof(double));
+            double w = 1.0; /* product of the gammas of the longer contexts found */
+            for (int64_t len = k; len >= 0; len--) {
+                int64_t row = find(ctx, C, keys[len]);
+                if (row < 0) continue;
+                for (int64_t e = start[row]; e < start[row + 1]; e++) work[sym[e]] += w * disc[e];
+                w *= gamma[row];
+            }
+            float *out = logp + (b * T + t) * V;
+            for (int64_t v = 0; v < V; v++) out[v] = (float)log(work[v] + w / V);
+        }
+    }
+}
+
+/* Entropy-gated mixture of K components' log-probs lps [K, N, V] (float32) into out [N, V]:
+ *   bucket = digits of each component's entropy bin (edges [E], bins E+1), most significant
+ *   first; weights table [(E+1)^K, K] (float64). Same arithmetic as Mix._mix_small. */
+void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
+                 const double *edges, const double *table, double *work, float *out) {
+    for (int64_t n = 0; n < N; n++) {
+        int64_t bucket = 0;
+        for (int64_t c = 0; c < K; c++) {
+            const float *lp = lps + (c * N + n) * V;
+            double ent = 0.0;
+            for (int64_t v = 0; v < V; v++) {
+                double l = lp[v];
+                double p = exp(l);
+                work[c * V + v] = p;
+                ent -= p * (l > -1e4 ? l : -1e4);
+            }
+            int64_t bin = 0;
+            while (bin < E && edges[bin] < ent) bin++;
+            bucket = bucket * (E + 1) + bin;
+        }
+        const double *w = table + bucket * K;
+        for (int64_t v = 0; v < V; v++) {
+            double s = 0.0;
+            for (int64_t c = 0; c < K; c++) s += w[c] * work[c * V + v];
+            out[n * V + v] = (float)log(s);
+        }
+    }
+}

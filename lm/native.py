@@ -1,0 +1,104 @@
+"""Compiled CPU kernels for small-batch inference (lm/native.c), built on first use.
+
+The kernels replace, for a CPU and a handful of sequences, the torch and numpy code of three
+models' forward passes: a single-layer GRU, the Kneser-Ney n-gram and the entropy-gated mix.
+They compute the same numbers up to float summation order (the tests check both paths agree).
+A C compiler is needed once: the library is cached in `LM_CACHE_DIR` (default
+`~/.cache/babble-lm`) under a name that hashes the source, the flags and this CPU. Without a
+compiler, or with `LM_NATIVE=0`, `library()` returns None and the models keep their torch path.
+
+Each kernel runs through ctypes, which releases the GIL for the call: inference threads in the
+bot's worker pool run their kernels on both cores at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
+_I, _P = ctypes.c_int64, ctypes.c_void_p
+_SIGNATURES = {
+    "gru_forward": [_I, _I, _I, _I] + [_P] * 9,
+    "ngram_forward": [_I] * 6 + [_P, _I] + [_P] * 7,
+    "mix_forward": [_I, _I, _I, _P, _I, _P, _P, _P, _P],
+}
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU's model name and feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
+    return "\n".join(lines[:2])
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LM_CACHE_DIR") or Path.home() / ".cache" / "babble-lm")
+
+
+def _build() -> ctypes.CDLL | None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log.info("no C compiler found: models run on their torch path")
+        return None
+    src = SOURCE.read_bytes()
+    digest = hashlib.sha256(src + " ".join(FLAGS).encode() + _cpu_id().encode()).hexdigest()
+    target = _cache_dir() / f"native-{digest[:16]}.so"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            Path(tmp).unlink(missing_ok=True)
+            log.warning("building lm/native.c failed, models run on their torch path: %s",
+                        done.stderr.strip()[-500:])
+            return None
+        os.replace(tmp, target)  # atomic: another process may be building the same file
+    lib = ctypes.CDLL(str(target))
+    for name, args in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, None
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None where they are disabled or cannot be built."""
+    global _lib, _tried
+    if _tried:
+        return _lib
+    with _lock:
+        if not _tried:
+            if os.environ.get("LM_NATIVE", "1") != "0":
+                try:
+                    _lib = _build()
+                except OSError as e:
+                    log.warning("lm native kernels unavailable (%s): torch path used", e)
+            _tried = True
+    return _lib
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels apply: library built, tensors on the CPU, no autograd."""
+    return (library() is not None and not torch.is_grad_enabled()
+            and all(t.device.type == "cpu" for t in tensors))

@@ -1,0 +1,108 @@
+"""The compiled kernels (lm/native.c) compute what the torch and numpy paths compute."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lm import native, score
+from lm.models import GRU, Mix, RecurrentConfig, round_to_half
+from tests.lm.conftest import make
+
+pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
+
+IDS = torch.tensor([[256, *"Wherefore art thou 😀 Ω? to be".encode()]] * 3)
+
+
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Switch the kernels off for the code under test: models take their torch path."""
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", True)
+
+
+def run(model, ids, state=None, steps=False):
+    """Log-probs [B, T, V] and the final state, reading ids whole or one symbol at a time."""
+    with torch.inference_mode():
+        state = model.initial_state(ids.shape[0]) if state is None else state
+        if not steps:
+            return model(ids, state)
+        outs = []
+        for t in range(ids.shape[1]):
+            lp, state = model(ids[:, t : t + 1], state)
+            outs.append(lp)
+        return torch.cat(outs, dim=1), state
+
+
+def half_gru(hidden=32):
+    torch.manual_seed(0)
+    m = GRU(RecurrentConfig(hidden=hidden, embed=8)).eval()
+    for p in m.parameters():  # weights of a trained size, so the gates are not all saturated
+        torch.nn.init.normal_(p, std=0.3)
+    round_to_half(m)
+    return m
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gru_kernel_matches_the_fused_layer(batch):
+    m = half_gru()
+    ids = IDS[:batch]
+    with torch.inference_mode():
+        assert m._native(ids, m.initial_state(batch)) is not None  # the kernel is what runs
+    got, h = run(m, ids)
+    with torch.no_grad():  # autograd on: the fused nn.GRU, never the kernel
+        ref, h_ref = m(ids, m.initial_state(batch))
+    assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(h, h_ref, atol=1e-5)
+    step, h_step = run(m, ids, steps=True)  # carrying the state gives the same numbers
+    assert torch.allclose(step, got, atol=1e-5) and torch.allclose(h_step, h, atol=1e-6)
+
+
+def test_gru_kernel_needs_float16_weights():
+    m = half_gru()
+    with torch.no_grad():
+        m.rnn.weight_hh_l0[0, 0] += 1e-4  # no longer a float16 value
+    with torch.inference_mode():
+        assert m._native(IDS[:1], m.initial_state(1)) is None
+    got, _ = run(m, IDS[:1], steps=True)  # the torch step path still answers
+    with torch.no_grad():
+        ref, _ = m(IDS[:1], m.initial_state(1))
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ngram", "gated-mix"])
+def test_ngram_and_mix_kernels_match_numpy(kind, monkeypatch):
+    m = make(kind)
+    if kind == "gated-mix":
+        m = Mix([half_gru(24), m.parts[1]], [list(w) for w in m.config.weights],
+                m.config.edges).eval()
+    got, state = run(m, IDS)
+    step, _ = run(m, IDS, steps=True)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", True)
+    ref, ref_state = run(m, IDS)
+    assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(step, ref, atol=1e-4)
+    flat = [s for s in (state if isinstance(state, tuple) else (state,))]
+    flat_ref = [s for s in (ref_state if isinstance(ref_state, tuple) else (ref_state,))]
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(flat, flat_ref,
+                                                                            strict=True))
+
+
+def test_scores_agree_with_and_without_kernels(no_kernels):
+    m = Mix([half_gru(), make("ngram")], [0.4, 0.6]).eval()
+    ref = score(m, "Wherefore art thou, Ω?")
+    native._lib, native._tried = None, False  # build (or reuse) the library again
+    got = score(m, "Wherefore art thou, Ω?")
+    assert native._lib is not None
+    assert got.nats == pytest.approx(ref.nats, abs=1e-3)
+
+
+def test_kernels_can_be_switched_off():
+    code = "from lm import native; print(native.library() is None)"
+    env = {**os.environ, "LM_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True"
