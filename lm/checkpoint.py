@@ -17,6 +17,7 @@ import torch
 
 from lm.errors import CheckpointError, LmError
 from lm.models import LanguageModel, build
+from lm.models.base import half_exact
 from lm.vocab import VOCAB_NAME, VOCAB_SIZE
 
 FORMAT = "babble-lm"
@@ -34,7 +35,7 @@ def save(model: LanguageModel, path: str | os.PathLike, summary: dict[str, Any] 
     weights = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
-        if v.is_floating_point() and (half or _half_exact(v)):
+        if v.is_floating_point() and (half or half_exact(v)):
             v = v.half()
         weights[k] = v.clone()
     data = {
@@ -54,10 +55,6 @@ def save(model: LanguageModel, path: str | os.PathLike, summary: dict[str, Any] 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _half_exact(t: torch.Tensor) -> bool:
-    return t.numel() > 0 and bool(torch.equal(t.half().float(), t.float()))
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:

@@ -73,22 +73,27 @@ static void matvec_h(float *restrict y, const float *bias, const float *x, const
  *   whh  [H, 3H]  recurrent weights, transposed (float16); bhh [3H] (float32)
  *   wout [H, V]   output weights, transposed (float16); bout [V] (float32)
  *   h    [B, H]   state, updated in place; work [3H] scratch; H a multiple of 4
- *   logp [B, T, V] log-softmax output (float32)
+ *   logp [B, T, V] log-softmax output (float32), or NULL: then hs [B, T, H] receives the
+ *                  state after each step instead, for the caller's batched output layer
  */
 void gru_forward(int64_t B, int64_t T, int64_t H, int64_t V, const int64_t *ids,
                  const float *gi, const half *whh, const float *bhh, const half *wout,
-                 const float *bout, float *h, float *work, float *logp) {
+                 const float *bout, float *h, float *work, float *logp, float *hs) {
     const int64_t G = 3 * H;
     for (int64_t t = 0; t < T; t++) {
         for (int64_t b = 0; b < B; b++) {
             const float *x = gi + ids[b * T + t] * G;
-            float *gh = work, *hb = h + b * H, *out = logp + (b * T + t) * V;
+            float *gh = work, *hb = h + b * H, *out = logp ? logp + (b * T + t) * V : NULL;
             matvec_h(gh, bhh, hb, whh, H, G);
             for (int64_t j = 0; j < 2 * H; j++) gh[j] = 1.0f / (1.0f + expf(-(x[j] + gh[j])));
             for (int64_t j = 0; j < H; j++) {  /* tanh(u) = 2 sigmoid(2u) - 1 */
                 float u = x[2 * H + j] + gh[j] * gh[2 * H + j];
                 float n = 2.0f / (1.0f + expf(-2.0f * u)) - 1.0f;
                 hb[j] = n + gh[H + j] * (hb[j] - n);
+            }
+            if (logp == NULL) {
+                memcpy(hs + (b * T + t) * H, hb, H * sizeof(float));
+                continue;
             }
             matvec_h(out, bout, hb, wout, H, V);
             log_softmax(out, V);
@@ -142,29 +147,52 @@ void ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
 
 /* Entropy-gated mixture of K components' log-probs lps [K, N, V] (float32) into out [N, V]:
  *   bucket = digits of each component's entropy bin (edges [E], bins E+1), most significant
- *   first; weights table [(E+1)^K, K] (float64). Same arithmetic as Mix._mix_small. */
+ *   first; weights table [(E+1)^K, K] (float64). The arithmetic of Mix.forward, in float32
+ *   as torch does it there; work [K, V] scratch. */
 void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
-                 const double *edges, const double *table, double *work, float *out) {
+                 const double *edges, const double *table, float *work, float *out) {
     for (int64_t n = 0; n < N; n++) {
         int64_t bucket = 0;
         for (int64_t c = 0; c < K; c++) {
             const float *lp = lps + (c * N + n) * V;
-            double ent = 0.0;
-            for (int64_t v = 0; v < V; v++) {
-                double l = lp[v];
-                double p = exp(l);
-                work[c * V + v] = p;
-                ent -= p * (l > -1e4 ? l : -1e4);
-            }
+            float *p = work + c * V;
+            for (int64_t v = 0; v < V; v++) p[v] = expf(lp[v]);
+            float ent = 0.0f;
+            for (int64_t v = 0; v < V; v++) ent -= p[v] * (lp[v] > -1e4f ? lp[v] : -1e4f);
             int64_t bin = 0;
             while (bin < E && edges[bin] < ent) bin++;
             bucket = bucket * (E + 1) + bin;
         }
         const double *w = table + bucket * K;
         for (int64_t v = 0; v < V; v++) {
-            double s = 0.0;
-            for (int64_t c = 0; c < K; c++) s += w[c] * work[c * V + v];
-            out[n * V + v] = (float)log(s);
+            float s = 0.0f;
+            for (int64_t c = 0; c < K; c++) s += (float)w[c] * work[c * V + v];
+            out[n * V + v] = logf(s);
         }
+    }
+}
+
+/* One symbol per row b of log-probs logp [n, V], drawn from softmax(logp / temperature) over
+ * the symbols allowed[state[b], :] permits, by inverse CDF at u[b] in [0, 1): the first
+ * symbol whose cumulative weight exceeds u * total (the last symbol at most). The same
+ * arithmetic as lm/sampling.py's numpy path; work [V] scratch. */
+void draw(int64_t n, int64_t V, const float *logp, const uint8_t *allowed,
+          const int64_t *state, double temperature, const double *u, double *work,
+          int64_t *out) {
+    for (int64_t b = 0; b < n; b++) {
+        const uint8_t *ok = allowed + state[b] * V;
+        const float *lp = logp + b * V;
+        double mx = -1e300;
+        for (int64_t v = 0; v < V; v++)
+            if (ok[v] && lp[v] > mx) mx = lp[v];
+        double total = 0.0;
+        for (int64_t v = 0; v < V; v++) {
+            total += ok[v] ? exp((lp[v] - mx) / temperature) : 0.0;
+            work[v] = total;
+        }
+        double target = u[b] * total;
+        int64_t k = 0;
+        while (k < V - 1 && work[k] <= target) k++;
+        out[b] = k;
     }
 }

@@ -32,9 +32,10 @@ SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
 _I, _P = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
-    "gru_forward": [_I, _I, _I, _I] + [_P] * 9,
+    "gru_forward": [_I, _I, _I, _I] + [_P] * 10,
     "ngram_forward": [_I] * 6 + [_P, _I] + [_P] * 7,
     "mix_forward": [_I, _I, _I, _P, _I, _P, _P, _P, _P],
+    "draw": [_I, _I, _P, _P, _P, ctypes.c_double, _P, _P, _P],
 }
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None

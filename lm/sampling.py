@@ -4,13 +4,14 @@ linear in the length and the context is never re-read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
-import torch
 
+from lm import native
 from lm.errors import LmError
 from lm.models.base import LanguageModel
-from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE, decode, decoder_states, encode
+from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE, VOCAB_SIZE, decode, decoder_states, encode
 
 MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
@@ -72,35 +73,60 @@ def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np
     return np.minimum((cum <= u[:, None]).sum(axis=1), p.shape[1] - 1)
 
 
+class _Drawer:
+    """Draws one symbol per row from log-probs [n, V] under the decoder states [n]: the
+    compiled `draw` kernel for plain temperature sampling, numpy (`_pick`) otherwise. Both
+    take one uniform number per row from `rng` and invert the same cumulative sum."""
+
+    def __init__(self, cfg: SampleConfig, rng: np.random.Generator) -> None:
+        self.cfg, self.rng = cfg, rng
+        self.log_allowed = LOG_ALLOWED if cfg.stop_at_end else _NO_END
+        lib = native.library()
+        self.kernel = None
+        if lib is not None and not cfg.greedy and cfg.top_k is None and cfg.top_p is None:
+            self.allowed = np.ascontiguousarray(np.isfinite(self.log_allowed), dtype=np.uint8)
+            self.work, self.sym = np.empty(VOCAB_SIZE), np.zeros(cfg.n, dtype=np.int64)
+            self.kernel = partial(lib.draw, cfg.n, VOCAB_SIZE)
+            self.tail = (self.work.ctypes.data, self.sym.ctypes.data)
+
+    def __call__(self, logp: np.ndarray, dstate: np.ndarray) -> np.ndarray:
+        if self.kernel is None:
+            return _pick(logp + self.log_allowed[dstate], self.cfg, self.rng)
+        logp = np.ascontiguousarray(logp, dtype=np.float32)
+        u = self.rng.random(self.cfg.n)
+        self.kernel(logp.ctypes.data, self.allowed.ctypes.data, dstate.ctypes.data,
+                    self.cfg.temperature, u.ctypes.data, *self.tail)
+        return self.sym
+
+
+_NEXT = NEXT_STATE.tolist()  # plain lists: indexing them per symbol is cheaper than numpy's
+
+
 def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[str]:
     """Draw cfg.n continuations of `prefix` (each without the prefix), valid UTF-8."""
     cfg.validate()
-    rng = np.random.default_rng(cfg.seed)
+    draw = _Drawer(cfg, np.random.default_rng(cfg.seed))
     start = [BOUNDARY, *encode(prefix)]
-    allowed = LOG_ALLOWED if cfg.stop_at_end else _NO_END
-    dstate = np.full(cfg.n, decoder_states(start)[-1])
-    out = np.zeros((cfg.n, 4 * cfg.max_chars), dtype=np.int64)  # a character is <= 4 bytes
-    length = np.zeros(cfg.n, dtype=np.int64)  # bytes drawn so far
-    chars = np.zeros(cfg.n, dtype=np.int64)
-    done = np.zeros(cfg.n, dtype=bool)
-    rows = np.arange(cfg.n)
-    with torch.inference_mode():
-        dev = model.device
-        x = torch.tensor([start] * cfg.n, dtype=torch.long, device=dev)  # [n, P]
-        state = model.initial_state(cfg.n)
-        while True:
-            logp, state = model(x, state)
-            logits = logp[:, -1].cpu().numpy().astype(np.float64) + allowed[dstate]  # [n, V]
-            sym = _pick(logits, cfg, rng)
-            live = ~done
-            ended = live & (sym == BOUNDARY)
-            grow = live & ~ended
-            out[rows[grow], length[grow]] = sym[grow]
-            length += grow
-            dstate = np.where(grow, NEXT_STATE[dstate, np.minimum(sym, BOUNDARY)], dstate)
-            chars += grow & (dstate == 0)
-            done |= ended | (chars >= cfg.max_chars)
-            if done.all():
-                break
-            x = torch.from_numpy(sym.reshape(-1, 1)).to(dev)
-    return [decode(out[i, : length[i]].tolist()) for i in range(cfg.n)]
+    dstate = np.full(cfg.n, decoder_states(start)[-1], dtype=np.int64)
+    out: list[list[int]] = [[] for _ in range(cfg.n)]
+    chars = [0] * cfg.n
+    live = list(range(cfg.n))
+    step = model.stepper(cfg.n)
+    logp = step.feed(np.array([start] * cfg.n, dtype=np.int64))  # [n, V]
+    while True:
+        sym = draw(logp, dstate).tolist()
+        for i in list(live):
+            s = sym[i]
+            if s == BOUNDARY:
+                live.remove(i)
+                continue
+            out[i].append(s)
+            d = dstate[i] = _NEXT[dstate[i]][s]
+            if d == 0:
+                chars[i] += 1
+                if chars[i] >= cfg.max_chars:
+                    live.remove(i)
+        if not live:
+            break
+        logp = step.feed(np.array(sym, dtype=np.int64)[:, None])
+    return [decode(o) for o in out]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,6 +48,14 @@ class LanguageModel(nn.Module):
         """
         return self.forward(ids, state)
 
+    def stepper(self, batch: int) -> Stepper:
+        """A reader that feeds symbols to this model and keeps the state (what sampling drives).
+
+        The default calls `forward`; models with a compiled kernel return one that skips
+        torch's per-call overhead and computes the same numbers.
+        """
+        return Stepper(self, batch)
+
     @property
     def device(self) -> torch.device:
         """Where the model's tensors live (CPU for models without any)."""
@@ -73,6 +82,22 @@ class LanguageModel(nn.Module):
         return {"kind": self.kind, "config": asdict(self.config), "parameters": n}
 
 
+class Stepper:
+    """Feeds symbols to a model, `batch` sequences at once, carrying the state between calls."""
+
+    def __init__(self, model: LanguageModel, batch: int) -> None:
+        self.model = model
+        self.state = model.initial_state(batch)
+
+    def feed(self, ids: np.ndarray) -> np.ndarray:
+        """Read ids [B, T] (int64); return log-probs [B, V] (float32, nats) of the symbol after
+        the last one. The array may be overwritten by the next call."""
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.model.device)
+            logp, self.state = self.model(x, self.state)
+        return logp[:, -1].float().cpu().numpy()
+
+
 def map_state(fn, state: State) -> State:
     """Apply `fn` to every tensor of a (nested) state."""
     if state is None:
@@ -85,6 +110,11 @@ def map_state(fn, state: State) -> State:
 def detach_state(state: State) -> State:
     """Cut the autograd graph behind a state (truncated backprop through time)."""
     return map_state(lambda t: t.detach(), state)
+
+
+def half_exact(t: torch.Tensor) -> bool:
+    """Whether every value of `t` is exactly a float16 value."""
+    return t.numel() > 0 and bool(torch.equal(t.half().float(), t.float()))
 
 
 def round_to_half(model: nn.Module) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from lm import native
-from lm.models.base import LanguageModel, State
+from lm.models.base import LanguageModel, State, Stepper
+from lm.vocab import VOCAB_SIZE
 
 DEFAULT_EDGES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # entropy bin edges, nats
 NATIVE_MAX_POSITIONS = 4096  # beyond this, torch's vectorised mixture is as fast
@@ -57,7 +59,6 @@ class Mix(LanguageModel):
         self.register_buffer("edges", torch.tensor(self.config.edges), persistent=False)
         self._np = (np.ascontiguousarray(table, dtype=np.float64),  # for the one-step paths
                     np.ascontiguousarray(self.config.edges, dtype=np.float64))
-        self._addresses = (self._np[1].ctypes.data, self._np[0].ctypes.data)
 
     def spec(self) -> dict:
         c = self.config
@@ -98,16 +99,24 @@ class Mix(LanguageModel):
         log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
         return torch.logsumexp(lps + log_w[..., None], dim=0), states
 
-    def _native(self, lps: torch.Tensor) -> torch.Tensor:
-        """The same mixture in the compiled kernel (lm/native.c), for a few positions."""
+    def _addresses(self) -> tuple[int, int]:
+        """Where the edges and the weight table live (asked each time: a copy moves them)."""
+        table, edges = self._np
+        return edges.ctypes.data, table.ctypes.data
+
+    def _native(self, lps: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The same mixture in the compiled kernel (lm/native.c), for a few positions:
+        lps [K, B, T, V] to log-probs [B, T, V]."""
         k, b, t, v = lps.shape
-        edges = self._np[1]
         lps = lps.float().contiguous()
-        out = torch.empty(b, t, v)
-        work = torch.empty(k * v, dtype=torch.float64)
-        native.library().mix_forward(k, b * t, v, lps.data_ptr(), len(edges), *self._addresses,
-                                     work.data_ptr(), out.data_ptr())
+        out = torch.empty(b, t, v) if out is None else out
+        work = np.empty(k * v, dtype=np.float32)
+        native.library().mix_forward(k, b * t, v, lps.data_ptr(), len(self._np[1]),
+                                     *self._addresses(), work.ctypes.data, out.data_ptr())
         return out
+
+    def stepper(self, batch: int) -> Stepper:
+        return _MixStepper(self, batch)
 
     def _mix_small(self, lps: torch.Tensor) -> torch.Tensor:
         """The same mixture in numpy: for one step at a time, where torch's per-call
@@ -123,6 +132,31 @@ class Mix(LanguageModel):
         w = table[bucket]  # [B, 1, K]
         mixed = np.einsum("bik,kbiv->biv", w, p)
         return torch.from_numpy(np.log(mixed).astype(np.float32))
+
+
+class _MixStepper(Stepper):
+    """Sampling's reader: each component's own reader, then the mixture of their outputs."""
+
+    def __init__(self, model: Mix, batch: int) -> None:
+        self.model = model
+        self.parts = [p.stepper(batch) for p in model.parts]
+        self.lps = torch.empty(len(self.parts), batch, 1, VOCAB_SIZE)
+        self.out = torch.empty(batch, 1, VOCAB_SIZE)
+        self.work = np.empty(len(self.parts) * VOCAB_SIZE, dtype=np.float32)
+        lib = native.library()
+        self.call = None if lib is None else partial(
+            lib.mix_forward, len(self.parts), batch, VOCAB_SIZE, self.lps.data_ptr(),
+            len(model._np[1]), *model._addresses(), self.work.ctypes.data,
+            self.out.data_ptr())
+
+    def feed(self, ids: np.ndarray) -> np.ndarray:
+        lps = self.lps.numpy()
+        for k, part in enumerate(self.parts):
+            lps[k, :, 0] = part.feed(ids)
+        if self.call is None:
+            return self.model._mix_small(self.lps)[:, 0].numpy()
+        self.call()
+        return self.out[:, 0].numpy()
 
 
 def fit_weights(target_logp: torch.Tensor, buckets: torch.Tensor, n_buckets: int,

@@ -9,12 +9,13 @@ a stream, so padded contexts never match real ones).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from lm import native
-from lm.models.base import LanguageModel, State
+from lm.models.base import LanguageModel, State, Stepper
 from lm.vocab import VOCAB_SIZE
 
 PAD = 257
@@ -39,10 +40,11 @@ class _Tables:
     sym: np.ndarray  # [E] next symbol of each entry
     disc: np.ndarray  # [E] discounted probability max(c - D, 0) / total
 
-    def __post_init__(self) -> None:
-        # where ctx, start, gamma, sym and disc live, for the compiled kernel
-        self.addresses = tuple(a.ctypes.data for a in (self.ctx, self.start, self.gamma,
-                                                       self.sym, self.disc))
+    def addresses(self) -> tuple[int, ...]:
+        """Where ctx, start, gamma, sym and disc live, for the compiled kernel (asked each
+        time: a copy of the tables lives elsewhere)."""
+        return tuple(a.ctypes.data for a in (self.ctx, self.start, self.gamma, self.sym,
+                                             self.disc))
 
 
 def context_keys(full: np.ndarray, order: int) -> np.ndarray:
@@ -194,14 +196,44 @@ class NGram(LanguageModel):
             logp = torch.from_numpy(np.log(probs).astype(np.float32)).view(b, t, VOCAB_SIZE)
         return logp.to(ids.device), torch.from_numpy(full[:, full.shape[1] - order + 1:])
 
-    def _native(self, full: np.ndarray, b: int, t: int) -> torch.Tensor:
-        """The same log-probs from the compiled kernel (lm/native.c): a binary search per
-        context length instead of numpy's vectorised passes, far cheaper for a few positions."""
+    def _native(self, full: np.ndarray, b: int, t: int,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """The same log-probs [B, T, V] from the compiled kernel (lm/native.c): a binary search
+        per context length instead of numpy's vectorised passes, far cheaper for a few
+        positions. full: [B, order-1+T] context then symbols."""
         tab = self.tables()
-        full = torch.from_numpy(np.ascontiguousarray(full, dtype=np.int64))
-        logp = torch.empty(b, t, VOCAB_SIZE)
-        work = torch.empty(VOCAB_SIZE, dtype=torch.float64)
+        full = np.ascontiguousarray(full, dtype=np.int64)
+        out = torch.empty(b, t, VOCAB_SIZE) if out is None else out
+        work = np.empty(VOCAB_SIZE)
         native.library().ngram_forward(
-            b, t, self.config.order, VOCAB_SIZE, BASE, LEN_OFFSET, full.data_ptr(),
-            len(tab.ctx), *tab.addresses, work.data_ptr(), logp.data_ptr())
-        return logp
+            b, t, self.config.order, VOCAB_SIZE, BASE, LEN_OFFSET, full.ctypes.data,
+            len(tab.ctx), *tab.addresses(), work.ctypes.data, out.data_ptr())
+        return out
+
+    def stepper(self, batch: int) -> Stepper:
+        if native.library() is None:
+            return Stepper(self, batch)
+        return _NGramStepper(self, batch)
+
+
+class _NGramStepper(Stepper):
+    """Sampling's reader on the compiled kernel: the context kept as an array, the tables and
+    buffers bound once (a model is replaced, never changed, while it is read)."""
+
+    def __init__(self, model: NGram, batch: int) -> None:
+        self.model = model
+        self.ctx = np.full((batch, model.config.order - 1), PAD, dtype=np.int64)
+        self.out = torch.empty(batch, 1, VOCAB_SIZE)
+        self.work = np.empty(VOCAB_SIZE)
+        tab = self.tab = model.tables()
+        self.call = partial(native.library().ngram_forward, batch)
+        self.args = (len(tab.ctx), *tab.addresses(), self.work.ctypes.data)
+        self.head = (model.config.order, VOCAB_SIZE, BASE, LEN_OFFSET)
+
+    def feed(self, ids: np.ndarray) -> np.ndarray:
+        t = ids.shape[1]
+        full = np.concatenate([self.ctx, ids], axis=1, dtype=np.int64)
+        out = self.out if t == 1 else torch.empty(len(ids), t, VOCAB_SIZE)
+        self.call(t, *self.head, full.ctypes.data, *self.args, out.data_ptr())
+        self.ctx = full[:, t:]
+        return out[:, -1].numpy()

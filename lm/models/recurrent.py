@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lm import native
-from lm.models.base import LanguageModel, State
+from lm.models.base import LanguageModel, State, Stepper, half_exact
 from lm.vocab import VOCAB_SIZE
 
 
@@ -98,11 +100,12 @@ class GRU(Recurrent):
         representable in float16, as `lm train` leaves them, so the kernel's products are exact.
 
         Weights change in place (optimizer steps, load_state_dict), which bumps each tensor's
-        version counter: that is the cache key, cheap enough to check at every step.
+        version counter: that and each tensor's address (new in a copy) are the cache key,
+        cheap enough to check at every step.
         """
         fast = self._fast
-        if fast is not None and all(t._version == v for t, v in fast[0]):
-            return fast[1]
+        if fast is not None and all(t._version == v and t.data_ptr() == a for t, v, a in fast[0]):
+            return fast[1]  # (the address check catches a deep copy, which keeps versions)
         rnn = self.rnn
         srcs = (self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0, rnn.weight_hh_l0,
                 rnn.bias_hh_l0, self.head.weight, self.head.bias)
@@ -117,7 +120,7 @@ class GRU(Recurrent):
                 keep = (gi, w_hh.half(), b_hh, w_out.half(), b_out)
                 kernel = (keep, tuple(t.data_ptr() for t in keep))
         tables = (gi, w_hh, b_hh, w_out, b_out, kernel)
-        self._fast = (tuple((t, t._version) for t in srcs), tables)
+        self._fast = (tuple((t, t._version, t.data_ptr()) for t in srcs), tables)
         return tables
 
     def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
@@ -135,25 +138,61 @@ class GRU(Recurrent):
         logp = F.log_softmax(torch.addmm(b_out, h, w_out), dim=-1)  # [B, V]
         return logp.unsqueeze(1), h.unsqueeze(0)
 
+    def _kernel(self, batch: int) -> tuple | None:
+        """The compiled kernel's arrays and addresses, where it applies to `batch` sequences."""
+        if (self.config.layers != 1 or self.config.hidden % 4 or batch > NATIVE_MAX_BATCH
+                or native.library() is None or self.head.weight.device.type != "cpu"):
+            return None
+        return self._tables()[-1]
+
     def _native(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
         """The whole sequence in the compiled kernel (lm/native.c), for a few sequences."""
-        hid = self.config.hidden
-        if (self.config.layers != 1 or hid % 4 or ids.shape[0] > NATIVE_MAX_BATCH
-                or not native.usable(ids)):
-            return None
-        kernel = self._tables()[-1]
+        kernel = self._kernel(ids.shape[0]) if native.usable(ids) else None
         if kernel is None:
             return None
-        b, t = ids.shape
-        ids = ids.contiguous()
         h = state[0].clone(memory_format=torch.contiguous_format)  # the caller's is kept
-        work = torch.empty(3 * hid)
-        logp = torch.empty(b, t, VOCAB_SIZE)
-        native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
-                                     h.data_ptr(), work.data_ptr(), logp.data_ptr())
+        logp = self._run(kernel, ids.contiguous(), h)
         return logp, h.unsqueeze(0)
 
+    def _run(self, kernel: tuple, ids: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Read ids [B, T] from state h [B, H] (updated in place); log-probs [B, T, V]."""
+        b, t = ids.shape
+        hid = self.config.hidden
+        work = torch.empty(3 * hid)
+        if t == 1:  # one step: the kernel's own output layer
+            out = torch.empty(b, t, VOCAB_SIZE)
+            native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
+                                         h.data_ptr(), work.data_ptr(), out.data_ptr(), None)
+            return out
+        # many steps: the states from the kernel, then one matrix product for the outputs
+        hs = torch.empty(b, t, hid)
+        native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
+                                     h.data_ptr(), work.data_ptr(), None, hs.data_ptr())
+        _, _, _, w_out, b_out, _ = self._tables()
+        return F.log_softmax(torch.addmm(b_out, hs.view(b * t, hid), w_out), dim=-1).view(
+            b, t, VOCAB_SIZE)
 
-def half_exact(t: torch.Tensor) -> bool:
-    """Whether every value of `t` is exactly representable in float16."""
-    return bool(torch.equal(t.half().float(), t))
+    def stepper(self, batch: int) -> Stepper:
+        kernel = self._kernel(batch)
+        return Stepper(self, batch) if kernel is None else _GRUStepper(self, batch, kernel)
+
+
+class _GRUStepper(Stepper):
+    """Sampling's reader on the compiled kernel: state and buffers kept between steps."""
+
+    def __init__(self, model: GRU, batch: int, kernel: tuple) -> None:
+        self.model, self.kernel = model, kernel  # the kernel tuple keeps its arrays alive
+        hid = model.config.hidden
+        self.h, self.work = torch.zeros(batch, hid), torch.empty(3 * hid)
+        self.out = torch.empty(batch, 1, VOCAB_SIZE)
+        self.call = partial(native.library().gru_forward, batch)
+        self.tail = (self.h.data_ptr(), self.work.data_ptr())
+
+    def feed(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        t = ids.shape[1]
+        if t > 1:  # a prefix: read it whole
+            return self.model._run(self.kernel, torch.from_numpy(ids), self.h)[:, -1].numpy()
+        self.call(t, self.model.config.hidden, VOCAB_SIZE, ids.ctypes.data, *self.kernel[1],
+                  *self.tail, self.out.data_ptr(), None)
+        return self.out[:, -1].numpy()

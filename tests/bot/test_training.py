@@ -94,9 +94,12 @@ async def test_train_twice_at_once_and_cancel(core: Core, settings) -> None:
 
 async def test_rollback_and_keep_versions(core: Core, settings) -> None:
     async with await Core.open(dataclasses.replace(settings, keep_versions=2)) as c:
-        await fill(c)
-        for _ in range(3):
-            await train(c)
+        book = lines_of(JOHN, 18000)
+        for i in range(3):  # the corpus grows before each training, so each one beats the last
+            part = "\n".join(book[len(book) * i // 3 : len(book) * (i + 1) // 3]).encode()
+            await say(c, "!learn", files=(Attachment("john.txt", part),))
+            text = (await train(c)).posted[0].last.text
+            assert f"Model v{i + 1} answers here now" in text, text
         versions = [v for (v,) in rows(settings.db_path, "SELECT version FROM models")]
         folders = [p for p in settings.checkpoint_dir.rglob(engine.MODEL_FILE)]
         assert len(versions) == len(folders) <= 2

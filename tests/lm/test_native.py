@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import gc
 import os
 import subprocess
 import sys
@@ -98,6 +100,24 @@ def test_scores_agree_with_and_without_kernels(no_kernels):
     got = score(m, "Wherefore art thou, Ω?")
     assert native._lib is not None
     assert got.nats == pytest.approx(ref.nats, abs=1e-3)
+
+
+def test_a_copy_never_reads_the_original_s_memory():
+    """Kernel tables are cached with addresses: a deep copy (fine-tuning starts from one) must
+    build its own, or it reads freed memory once the original is gone."""
+    m = Mix([half_gru(), make("ngram")], [0.4, 0.6]).eval()
+    want, _ = run(m, IDS[:1])  # builds and caches the tables of m
+    twin = copy.deepcopy(m)
+    with torch.no_grad():  # version counters as the original's (a copy starts at 0)
+        for a, b in zip(m.parameters(), twin.parameters(), strict=True):
+            for _ in range(a._version - b._version):
+                b.add_(0)
+    del m
+    gc.collect()
+    for _ in range(3):  # whatever reuses the freed memory, the copy reads its own
+        torch.randn(1 << 20)
+        got, _ = run(twin, IDS[:1])
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_kernels_can_be_switched_off():
