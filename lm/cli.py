@@ -51,7 +51,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                       warmup=a.warmup, minutes=a.minutes if a.minutes > 0 else None,
                       max_steps=a.steps,
                       eval_every=a.eval_every, patience=a.patience, seed=a.seed,
-                      device=a.device)
+                      device=a.device, precision=a.precision)
     bar = tqdm(total=100, unit="%", disable=a.quiet or cfg.kind == "ngram")
 
     def progress(p) -> None:

@@ -32,6 +32,9 @@ def _train(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--steps", type=_positive_int, help="step budget")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="training arithmetic: bf16 autocast, fp32, or auto (bf16 on CPUs "
+                        "with native bfloat16)")
     for name, typ, default in [("hidden", int, 512), ("layers", int, 1), ("embed", int, 64),
                                ("dropout", float, 0.0), ("order", int, 7), ("batch", int, 64),
                                ("bptt", int, 128), ("lr", float, 3e-3), ("warmup", int, 100),

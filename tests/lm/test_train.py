@@ -67,3 +67,16 @@ def test_small_corpus_gets_fewer_lanes_and_trains():
     res = train(text, TrainConfig(kind="gru", hidden=16, embed=8, max_steps=6, minutes=None,
                                   eval_every=3, warmup=1))
     assert res.steps == 6 and res.val_after < 5.6
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_train(precision):
+    res = train(TEXT, TrainConfig(kind="gru", max_steps=30, precision=precision, **SMALL))
+    vals = [v for _, _, v in res.history]
+    assert vals[-1] < vals[0] < 5.6
+    assert all(p.dtype == torch.float32 for p in res.model.parameters())  # master weights
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(LmError, match="precision"):
+        train(TEXT, TrainConfig(kind="gru", max_steps=2, precision="fp8", **SMALL))
