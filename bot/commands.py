@@ -104,7 +104,9 @@ async def _generate(ctx: Context, prefix: str) -> Reply:
     model = await _pick_model(ctx, o.get("model", "mix"))
     config = lm.SampleConfig(temperature=o.get("temp", 1.0), max_chars=o.get("len", 200),
                              seed=o.get("seed"), n=o.get("n", 1))
-    texts = await ctx.services.pool.run(engine.generate, model, config, prefix)
+    texts = await ctx.services.pool.run_batched(model, engine.generate_many,
+                                                (model, config, prefix),
+                                                ctx.services.settings.sample_batch)
     lines = [prefix + t if t.strip() else f"{prefix}(the model ended the message here)"
              for t in texts]
     if len(lines) > 1:

@@ -24,6 +24,7 @@ from bot.errors import Busy
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+A = TypeVar("A")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -73,6 +74,8 @@ class WorkerPool:
         self._sample = _Lane("lm-sample", sample_workers, queue_limit)
         self._train = _Lane("lm-train", 1, train_queue_limit)
         self._closed = False
+        self._batch_lock = threading.Lock()
+        self._waiting: dict[Hashable, list[tuple[object, Future]]] = {}  # run_batched's queue
 
     @property
     def closed(self) -> bool:
@@ -87,6 +90,49 @@ class WorkerPool:
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a sampling, scoring or loading job on the sample pool; Busy when it is full."""
         return await self._run(self._sample, "the model queue", fn, args)
+
+    async def run_batched(self, key: Hashable, fn: Callable[[list[A]], list[T]], item: A,
+                          max_batch: int) -> T:
+        """Run `fn` on a list of items that wait together under `key`; this item's result.
+
+        Requests that arrive while the pool is busy join the batch waiting for the same key
+        (the same model), and one job answers up to `max_batch` of them in one call: a
+        batched pass costs little more than a single one. A job is queued for every
+        `max_batch` waiting items, so none is left behind; Busy as `run` when the queue is full.
+        """
+        if self._closed:
+            raise Busy("the model queue (the bot is shutting down)")
+        mine: Future = Future()
+        with self._batch_lock:
+            waiting = self._waiting.setdefault(key, [])
+            waiting.append((item, mine))
+            if len(waiting) % max_batch == 1 or max_batch == 1:
+                try:
+                    self._sample.submit(lambda: self._drain(key, fn, max_batch),
+                                        "the model queue")
+                except Busy:
+                    waiting.remove((item, mine))
+                    raise
+        return await asyncio.wrap_future(mine)
+
+    def _drain(self, key: Hashable, fn: Callable[[list[A]], list[T]], max_batch: int) -> None:
+        """On a worker thread: take up to max_batch waiting items for key and answer them."""
+        with self._batch_lock:
+            waiting = self._waiting.get(key, [])
+            batch, waiting[:max_batch] = waiting[:max_batch], []
+            if not waiting:
+                self._waiting.pop(key, None)
+        batch = [(item, f) for item, f in batch if f.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        try:
+            results = fn([item for item, _ in batch])
+        except BaseException as e:  # every caller of the batch sees the error
+            for _, f in batch:
+                f.set_exception(e)
+            return
+        for (_, f), result in zip(batch, results, strict=True):
+            f.set_result(result)
 
     async def run_training(self, fn: Callable[..., T], *args: object) -> T:
         """Run a training job on the training worker; Busy when too many are queued."""
@@ -103,6 +149,12 @@ class WorkerPool:
         """Stop taking work, drop queued jobs, and wait for running ones to return."""
         self._closed = True
         running = self._sample.shutdown() + self._train.shutdown()
+        with self._batch_lock:  # batches whose job was dropped get an answer too
+            dropped = [f for waiting in self._waiting.values() for _, f in waiting]
+            self._waiting.clear()
+        for f in dropped:
+            if f.set_running_or_notify_cancel():
+                f.set_exception(Busy("the model queue (the bot is shutting down)"))
         if running:
             log.info("waiting for %d running model job(s) to finish", len(running))
             await asyncio.gather(*(asyncio.wrap_future(f) for f in running),

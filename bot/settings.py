@@ -33,6 +33,7 @@ class Settings:
     command_prefix: str = "!"
     # Worker pool.
     sample_workers: int = 2
+    sample_batch: int = 8  # sampling requests for one model answered in one batched pass
     queue_limit: int = 16
     train_queue_limit: int = 2
     model_cache_mb: float = 512.0
@@ -90,6 +91,7 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
      "Markov column of !prob without a channel corpus; empty = the n-gram part of BASE_MODEL"),
     ("COMMAND_PREFIX", "command_prefix", "prefix of text commands"),
     ("SAMPLE_WORKERS", "sample_workers", "threads that sample and score"),
+    ("SAMPLE_BATCH", "sample_batch", "waiting !babble/!continue on one model drawn in one pass"),
     ("QUEUE_LIMIT", "queue_limit", "sample/score jobs waiting or running before 'busy'"),
     ("TRAIN_QUEUE_LIMIT", "train_queue_limit", "trainings waiting or running before 'busy'"),
     ("MODEL_CACHE_MB", "model_cache_mb", "LRU cap on loaded channel models, in MiB"),
@@ -154,7 +156,8 @@ def _convert(env_name: str, name: str, raw: str) -> object:
 
 def _check(settings: Settings) -> None:
     """Reject values that parse but make no sense (negative sizes, zero workers)."""
-    positive = ("sample_workers", "queue_limit", "train_queue_limit", "max_message_chars",
+    positive = ("sample_workers", "sample_batch", "queue_limit", "train_queue_limit",
+                "max_message_chars",
                 "max_corpus_chars", "max_attachment_bytes", "max_prob_chars",
                 "max_babble_chars", "max_babble_n", "reply_max_chars", "listen_batch",
                 "keep_versions", "train_hidden", "train_eval_every")

@@ -60,6 +60,51 @@ static inline void axpy4_h(float *restrict y, const float *a, const half *restri
                 + a[3] * (float)w[3 * ld + j];
 }
 
+/* axpy4_h for four float32 rows w[r * n + j] (converted from float16 into L1): the same
+ * operations in the same order, so a batch computes exactly what one sequence alone does. */
+static inline void axpy4_f(float *restrict y, const float *a, const float *restrict w,
+                           int64_t n) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]);
+    __m512 a2 = _mm512_set1_ps(a[2]), a3 = _mm512_set1_ps(a[3]);
+    for (; j + 16 <= n; j += 16) {
+        __m512 acc = _mm512_loadu_ps(y + j);
+        acc = _mm512_fmadd_ps(a0, _mm512_loadu_ps(w + j), acc);
+        acc = _mm512_fmadd_ps(a1, _mm512_loadu_ps(w + n + j), acc);
+        acc = _mm512_fmadd_ps(a2, _mm512_loadu_ps(w + 2 * n + j), acc);
+        acc = _mm512_fmadd_ps(a3, _mm512_loadu_ps(w + 3 * n + j), acc);
+        _mm512_storeu_ps(y + j, acc);
+    }
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+    __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
+    __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    for (; j + 8 <= n; j += 8) {
+        __m256 acc = _mm256_loadu_ps(y + j);
+        acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(w + j), acc);
+        acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(w + n + j), acc);
+        acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(w + 2 * n + j), acc);
+        acc = _mm256_fmadd_ps(a3, _mm256_loadu_ps(w + 3 * n + j), acc);
+        _mm256_storeu_ps(y + j, acc);
+    }
+#endif
+    for (; j < n; j++)
+        y[j] += a[0] * w[j] + a[1] * w[n + j] + a[2] * w[2 * n + j] + a[3] * w[3 * n + j];
+}
+
+/* ys[b] = bias + xs[b] @ w for B vectors (row strides ldx, ldy): each block of four weight rows
+ * is converted to float32 once, into buf [4, n], and used by every vector while in L1. */
+static void matvec_h_batch(float *ys, int64_t ldy, const float *bias, const float *xs,
+                           int64_t ldx, const half *w, int64_t m, int64_t n, int64_t B,
+                           float *buf) {
+    for (int64_t b = 0; b < B; b++) memcpy(ys + b * ldy, bias, n * sizeof(float));
+    for (int64_t i = 0; i < m; i += 4) {
+        const half *wi = w + i * n;
+        for (int64_t j = 0; j < 4 * n; j++) buf[j] = (float)wi[j];
+        for (int64_t b = 0; b < B; b++) axpy4_f(ys + b * ldy, xs + b * ldx + i, buf, n);
+    }
+}
+
 /* y[0..n) = bias + x[0..m) @ w[m, n] for half-precision w (m a multiple of 4). */
 static void matvec_h(float *restrict y, const float *bias, const float *x, const half *w,
                      int64_t m, int64_t n) {
@@ -72,32 +117,40 @@ static void matvec_h(float *restrict y, const float *bias, const float *x, const
  *   gi   [V, 3H]  input projection of every symbol, input bias included (float32)
  *   whh  [H, 3H]  recurrent weights, transposed (float16); bhh [3H] (float32)
  *   wout [H, V]   output weights, transposed (float16); bout [V] (float32)
- *   h    [B, H]   state, updated in place; work [3H] scratch; H a multiple of 4
+ *   h    [B, H]   state, updated in place; H a multiple of 4
+ *   work [B * 3H + 4 * max(3H, V)] scratch
  *   logp [B, T, V] log-softmax output (float32), or NULL: then hs [B, T, H] receives the
  *                  state after each step instead, for the caller's batched output layer
  */
+static void gru_gates(const float *x, float *gh, float *hb, int64_t H) {
+    for (int64_t j = 0; j < 2 * H; j++) gh[j] = 1.0f / (1.0f + expf(-(x[j] + gh[j])));
+    for (int64_t j = 0; j < H; j++) {  /* tanh(u) = 2 sigmoid(2u) - 1 */
+        float u = x[2 * H + j] + gh[j] * gh[2 * H + j];
+        float n = 2.0f / (1.0f + expf(-2.0f * u)) - 1.0f;
+        hb[j] = n + gh[H + j] * (hb[j] - n);
+    }
+}
+
 void gru_forward(int64_t B, int64_t T, int64_t H, int64_t V, const int64_t *ids,
                  const float *gi, const half *whh, const float *bhh, const half *wout,
                  const float *bout, float *h, float *work, float *logp, float *hs) {
     const int64_t G = 3 * H;
+    float *buf = work + B * G; /* B > 1: four converted weight rows */
     for (int64_t t = 0; t < T; t++) {
+        if (B == 1)
+            matvec_h(work, bhh, h, whh, H, G);
+        else
+            matvec_h_batch(work, G, bhh, h, H, whh, H, G, B, buf);
         for (int64_t b = 0; b < B; b++) {
-            const float *x = gi + ids[b * T + t] * G;
-            float *gh = work, *hb = h + b * H, *out = logp ? logp + (b * T + t) * V : NULL;
-            matvec_h(gh, bhh, hb, whh, H, G);
-            for (int64_t j = 0; j < 2 * H; j++) gh[j] = 1.0f / (1.0f + expf(-(x[j] + gh[j])));
-            for (int64_t j = 0; j < H; j++) {  /* tanh(u) = 2 sigmoid(2u) - 1 */
-                float u = x[2 * H + j] + gh[j] * gh[2 * H + j];
-                float n = 2.0f / (1.0f + expf(-2.0f * u)) - 1.0f;
-                hb[j] = n + gh[H + j] * (hb[j] - n);
-            }
-            if (logp == NULL) {
-                memcpy(hs + (b * T + t) * H, hb, H * sizeof(float));
-                continue;
-            }
-            matvec_h(out, bout, hb, wout, H, V);
-            log_softmax(out, V);
+            gru_gates(gi + ids[b * T + t] * G, work + b * G, h + b * H, H);
+            if (logp == NULL) memcpy(hs + (b * T + t) * H, h + b * H, H * sizeof(float));
         }
+        if (logp == NULL) continue;
+        if (B == 1)
+            matvec_h(logp + t * V, bout, h, wout, H, V);
+        else
+            matvec_h_batch(logp + t * V, T * V, bout, h, H, wout, H, V, B, buf);
+        for (int64_t b = 0; b < B; b++) log_softmax(logp + (b * T + t) * V, V);
     }
 }
 
@@ -172,27 +225,22 @@ void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
     }
 }
 
-/* One symbol per row b of log-probs logp [n, V], drawn from softmax(logp / temperature) over
- * the symbols allowed[state[b], :] permits, by inverse CDF at u[b] in [0, 1): the first
- * symbol whose cumulative weight exceeds u * total (the last symbol at most). The same
+/* One symbol drawn from log-probs logp [V] under the mask ok [V] (1 = allowed): from
+ * softmax(logp / temperature) over the allowed symbols, by inverse CDF at u in [0, 1): the
+ * first symbol whose cumulative weight exceeds u * total (the last symbol at most). The same
  * arithmetic as lm/sampling.py's numpy path; work [V] scratch. */
-void draw(int64_t n, int64_t V, const float *logp, const uint8_t *allowed,
-          const int64_t *state, double temperature, const double *u, double *work,
-          int64_t *out) {
-    for (int64_t b = 0; b < n; b++) {
-        const uint8_t *ok = allowed + state[b] * V;
-        const float *lp = logp + b * V;
-        double mx = -1e300;
-        for (int64_t v = 0; v < V; v++)
-            if (ok[v] && lp[v] > mx) mx = lp[v];
-        double total = 0.0;
-        for (int64_t v = 0; v < V; v++) {
-            total += ok[v] ? exp((lp[v] - mx) / temperature) : 0.0;
-            work[v] = total;
-        }
-        double target = u[b] * total;
-        int64_t k = 0;
-        while (k < V - 1 && work[k] <= target) k++;
-        out[b] = k;
+int64_t draw(int64_t V, const float *logp, const uint8_t *ok, double temperature, double u,
+             double *work) {
+    double mx = -1e300;
+    for (int64_t v = 0; v < V; v++)
+        if (ok[v] && logp[v] > mx) mx = logp[v];
+    double total = 0.0;
+    for (int64_t v = 0; v < V; v++) {
+        total += ok[v] ? exp((logp[v] - mx) / temperature) : 0.0;
+        work[v] = total;
     }
+    double target = u * total;
+    int64_t k = 0;
+    while (k < V - 1 && work[k] <= target) k++;
+    return k;
 }

@@ -35,8 +35,9 @@ _SIGNATURES = {
     "gru_forward": [_I, _I, _I, _I] + [_P] * 10,
     "ngram_forward": [_I] * 6 + [_P, _I] + [_P] * 7,
     "mix_forward": [_I, _I, _I, _P, _I, _P, _P, _P, _P],
-    "draw": [_I, _I, _P, _P, _P, ctypes.c_double, _P, _P, _P],
+    "draw": [_I, _P, _P, ctypes.c_double, ctypes.c_double, _P],
 }
+_RESULTS = {"draw": ctypes.c_int64}
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -79,7 +80,7 @@ def _build() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(target))
     for name, args in _SIGNATURES.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = args, None
+        fn.argtypes, fn.restype = args, _RESULTS.get(name)
     return lib
 
 

@@ -3,8 +3,9 @@ linear in the length and the context is never re-read."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -73,60 +74,92 @@ def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np
     return np.minimum((cum <= u[:, None]).sum(axis=1), p.shape[1] - 1)
 
 
-class _Drawer:
-    """Draws one symbol per row from log-probs [n, V] under the decoder states [n]: the
-    compiled `draw` kernel for plain temperature sampling, numpy (`_pick`) otherwise. Both
-    take one uniform number per row from `rng` and invert the same cumulative sum."""
-
-    def __init__(self, cfg: SampleConfig, rng: np.random.Generator) -> None:
-        self.cfg, self.rng = cfg, rng
-        self.log_allowed = LOG_ALLOWED if cfg.stop_at_end else _NO_END
-        lib = native.library()
-        self.kernel = None
-        if lib is not None and not cfg.greedy and cfg.top_k is None and cfg.top_p is None:
-            self.allowed = np.ascontiguousarray(np.isfinite(self.log_allowed), dtype=np.uint8)
-            self.work, self.sym = np.empty(VOCAB_SIZE), np.zeros(cfg.n, dtype=np.int64)
-            self.kernel = partial(lib.draw, cfg.n, VOCAB_SIZE)
-            self.tail = (self.work.ctypes.data, self.sym.ctypes.data)
-
-    def __call__(self, logp: np.ndarray, dstate: np.ndarray) -> np.ndarray:
-        if self.kernel is None:
-            return _pick(logp + self.log_allowed[dstate], self.cfg, self.rng)
-        logp = np.ascontiguousarray(logp, dtype=np.float32)
-        u = self.rng.random(self.cfg.n)
-        self.kernel(logp.ctypes.data, self.allowed.ctypes.data, dstate.ctypes.data,
-                    self.cfg.temperature, u.ctypes.data, *self.tail)
-        return self.sym
-
-
 _NEXT = NEXT_STATE.tolist()  # plain lists: indexing them per symbol is cheaper than numpy's
+_ALLOWED = {end: np.ascontiguousarray(np.isfinite(m), dtype=np.uint8)
+            for end, m in ((True, LOG_ALLOWED), (False, _NO_END))}  # [states, V], 1 = legal
+_ALLOWED_AT = {end: m.ctypes.data for end, m in _ALLOWED.items()}  # for the compiled draw
+
+
+class _Row:
+    """One sequence being drawn: its settings, its own random stream, the prefix symbols it
+    still has to read, and what it has drawn."""
+
+    def __init__(self, cfg: SampleConfig, rng: np.random.Generator, prefix: list[int]) -> None:
+        self.cfg, self.rng, self.prefix = cfg, rng, prefix
+        self.pos = 0  # prefix symbols read so far
+        self.dstate = 0
+        self.out: list[int] = []
+        self.chars = 0
+        self.done = False
+        # the compiled draw serves plain temperature sampling; numpy (_pick) the rest
+        self.plain = not cfg.greedy and cfg.top_k is None and cfg.top_p is None
+        self.allowed = _ALLOWED_AT[cfg.stop_at_end]
+        self.log_allowed = LOG_ALLOWED if cfg.stop_at_end else _NO_END
+
+    def next_symbol(self, logp: np.ndarray, i: int, kernel) -> int:
+        """The symbol this row feeds next: a prefix symbol, a draw from row i of logp, or (once
+        done) the end symbol as filler."""
+        if self.pos < len(self.prefix):
+            s = self.prefix[self.pos]
+            self.pos += 1
+            self.dstate = max(0, _NEXT[self.dstate][s])
+            return s
+        if self.done:
+            return BOUNDARY
+        if kernel is not None and self.plain:
+            addr, work = kernel[1], kernel[2]
+            s = kernel[0](VOCAB_SIZE, addr + i * VOCAB_SIZE * 4,
+                          self.allowed + self.dstate * VOCAB_SIZE,
+                          self.cfg.temperature, self.rng.random(), work)
+        else:
+            row = logp[i : i + 1].astype(np.float64) + self.log_allowed[self.dstate]
+            s = int(_pick(row, self.cfg, self.rng)[0])
+        if s == BOUNDARY:
+            self.done = True
+            return s
+        self.out.append(s)
+        self.dstate = _NEXT[self.dstate][s]
+        if self.dstate == 0:
+            self.chars += 1
+            self.done = self.chars >= self.cfg.max_chars
+        return s
 
 
 def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[str]:
     """Draw cfg.n continuations of `prefix` (each without the prefix), valid UTF-8."""
-    cfg.validate()
-    draw = _Drawer(cfg, np.random.default_rng(cfg.seed))
-    start = [BOUNDARY, *encode(prefix)]
-    dstate = np.full(cfg.n, decoder_states(start)[-1], dtype=np.int64)
-    out: list[list[int]] = [[] for _ in range(cfg.n)]
-    chars = [0] * cfg.n
-    live = list(range(cfg.n))
-    step = model.stepper(cfg.n)
-    logp = step.feed(np.array([start] * cfg.n, dtype=np.int64))  # [n, V]
+    return sample_many(model, [(cfg, prefix)])[0]
+
+
+def sample_many(model: LanguageModel,
+                requests: Sequence[tuple[SampleConfig, str]]) -> list[list[str]]:
+    """Several requests in one batched pass: for each (cfg, prefix), cfg.n continuations.
+
+    Each sample has its own random stream, spawned from its request's seed, so a request draws
+    the same text alone or batched with others. Rows read the prefix they share at once, then
+    one symbol per step: their own prefix's next symbol, or a draw.
+    """
+    rows: list[_Row] = []
+    for cfg, prefix in requests:
+        cfg.validate()
+        ids = encode(prefix)
+        rows += [_Row(cfg, np.random.default_rng(seq), ids)
+                 for seq in np.random.SeedSequence(cfg.seed).spawn(cfg.n)]
+    if not rows:
+        return []
+    shared = os.path.commonprefix([r.prefix for r in rows])
+    start = [BOUNDARY, *shared]
+    for r in rows:
+        r.pos, r.dstate = len(shared), decoder_states(start)[-1]
+    lib = native.library()
+    work = np.empty(VOCAB_SIZE)
+    step = model.stepper(len(rows))
+    logp = step.feed(np.array([start] * len(rows), dtype=np.int64))  # [B, V]
     while True:
-        sym = draw(logp, dstate).tolist()
-        for i in list(live):
-            s = sym[i]
-            if s == BOUNDARY:
-                live.remove(i)
-                continue
-            out[i].append(s)
-            d = dstate[i] = _NEXT[dstate[i]][s]
-            if d == 0:
-                chars[i] += 1
-                if chars[i] >= cfg.max_chars:
-                    live.remove(i)
-        if not live:
+        logp = np.ascontiguousarray(logp, dtype=np.float32)
+        kernel = None if lib is None else (lib.draw, logp.ctypes.data, work.ctypes.data)
+        sym = [r.next_symbol(logp, i, kernel) for i, r in enumerate(rows)]
+        if all(r.done for r in rows):
             break
         logp = step.feed(np.array(sym, dtype=np.int64)[:, None])
-    return [decode(o) for o in out]
+    out = iter(decode(r.out) for r in rows)
+    return [[next(out) for _ in range(cfg.n)] for cfg, _ in requests]

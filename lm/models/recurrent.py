@@ -25,7 +25,7 @@ class RecurrentConfig:
     dropout: float = 0.0
 
 
-NATIVE_MAX_BATCH = 4  # beyond this, torch's batched matrix products are faster
+NATIVE_MAX_BATCH = 8  # beyond this, torch's batched matrix products are faster
 
 _LAYERS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -158,7 +158,7 @@ class GRU(Recurrent):
         """Read ids [B, T] from state h [B, H] (updated in place); log-probs [B, T, V]."""
         b, t = ids.shape
         hid = self.config.hidden
-        work = torch.empty(3 * hid)
+        work = torch.empty(_work_size(b, hid))
         if t == 1:  # one step: the kernel's own output layer
             out = torch.empty(b, t, VOCAB_SIZE)
             native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
@@ -177,13 +177,18 @@ class GRU(Recurrent):
         return Stepper(self, batch) if kernel is None else _GRUStepper(self, batch, kernel)
 
 
+def _work_size(batch: int, hidden: int) -> int:
+    """Floats of scratch the GRU kernel needs (see lm/native.c)."""
+    return batch * 3 * hidden + 4 * max(3 * hidden, VOCAB_SIZE)
+
+
 class _GRUStepper(Stepper):
     """Sampling's reader on the compiled kernel: state and buffers kept between steps."""
 
     def __init__(self, model: GRU, batch: int, kernel: tuple) -> None:
         self.model, self.kernel = model, kernel  # the kernel tuple keeps its arrays alive
         hid = model.config.hidden
-        self.h, self.work = torch.zeros(batch, hid), torch.empty(3 * hid)
+        self.h, self.work = torch.zeros(batch, hid), torch.empty(_work_size(batch, hid))
         self.out = torch.empty(batch, 1, VOCAB_SIZE)
         self.call = partial(native.library().gru_forward, batch)
         self.tail = (self.h.data_ptr(), self.work.data_ptr())

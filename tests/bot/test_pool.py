@@ -60,6 +60,65 @@ async def test_close_waits_for_running_jobs_and_refuses_new_ones() -> None:
         await pool.run(lambda: 1)
 
 
+async def test_waiting_requests_for_one_key_are_answered_in_batches() -> None:
+    pool = WorkerPool(sample_workers=1, queue_limit=8)
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(pool.run(gate.wait, 10))  # the only worker is busy
+    calls: list[list[int]] = []
+
+    def square_all(items: list[int]) -> list[int]:
+        calls.append(items)
+        return [x * x for x in items]
+
+    jobs = [asyncio.ensure_future(pool.run_batched("m", square_all, i, 4)) for i in range(10)]
+    other = asyncio.ensure_future(pool.run_batched("other", square_all, 100, 4))
+    await asyncio.sleep(0.05)
+    assert pool.pending == (5, 0)  # the blocker, then one job per 4 waiting items per key
+    gate.set()
+    assert await asyncio.gather(*jobs) == [i * i for i in range(10)]
+    assert await other == 10_000
+    assert sorted(map(len, calls)) == [1, 2, 4, 4] and sorted(sum(calls, [])) == [
+        *range(10), 100]
+    await blocker
+    await pool.close()
+
+
+async def test_a_failed_batch_fails_each_of_its_requests() -> None:
+    pool = WorkerPool(sample_workers=1, queue_limit=4)
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(pool.run(gate.wait, 10))
+
+    def boom(items: list[int]) -> list[int]:
+        raise ValueError(f"bad batch of {len(items)}")
+
+    jobs = [asyncio.ensure_future(pool.run_batched("m", boom, i, 4)) for i in range(3)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert [str(r) for r in results] == ["bad batch of 3"] * 3
+    await blocker
+    await pool.close()
+
+
+async def test_batched_requests_are_busy_when_full_and_answered_at_close() -> None:
+    pool = WorkerPool(sample_workers=1, queue_limit=2)
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(pool.run(gate.wait, 10))
+    first = asyncio.ensure_future(pool.run_batched("m", lambda xs: xs, 1, 2))
+    second = asyncio.ensure_future(pool.run_batched("m", lambda xs: xs, 2, 2))  # joins first
+    await asyncio.sleep(0.05)
+    with pytest.raises(Busy):  # a third item starts a new batch: no room for its job
+        await pool.run_batched("m", lambda xs: xs, 3, 2)
+    closing = asyncio.ensure_future(pool.close())
+    await asyncio.sleep(0.05)
+    gate.set()
+    await closing
+    for job in (first, second):  # their job was dropped at close: they hear why
+        with pytest.raises(Busy, match="shutting down"):
+            await job
+    await blocker
+
+
 async def test_cache_evicts_least_recently_used_over_the_cap() -> None:
     cache: ModelCache[str, bytes] = ModelCache(cap_bytes=100, size_of=len)
     cache.put("a", b"x" * 40)

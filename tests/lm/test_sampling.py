@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from lm import LmError, SampleConfig, sample
+from lm import LmError, SampleConfig, native, sample, sample_many
+from lm.models import Mix
+from lm.sampling import _ALLOWED, LOG_ALLOWED, _pick
+from lm.vocab import N_STATES, VOCAB_SIZE
 from tests.lm.conftest import make
+from tests.lm.test_native import half_gru
 
 
 def test_same_seed_same_samples(model):
@@ -48,3 +53,47 @@ def test_top_p_keeps_only_likely_symbols():
 def test_bad_options_are_refused_clearly(bad):
     with pytest.raises(LmError):
         sample(make("uniform"), SampleConfig(**bad))
+
+
+@pytest.mark.parametrize("kind", ["ngram", "half-gru", "half-mix"])
+def test_a_request_draws_the_same_alone_or_batched(kind):
+    m = {"ngram": make("ngram"), "half-gru": half_gru(),
+         "half-mix": Mix([half_gru(), make("ngram")], [0.5, 0.5]).eval()}[kind]
+    mine = (SampleConfig(seed=11, max_chars=30, temperature=0.8), "To be")  # alone: batch 1
+    others = [(SampleConfig(seed=3, max_chars=12, n=2), ""),
+              (SampleConfig(seed=4, max_chars=40, top_k=5), "Whether 'tis nobler"),
+              (SampleConfig(greedy=True, max_chars=8), "The sl")]
+    alone = sample_many(m, [mine])[0]
+    batched = sample_many(m, [others[0], mine, *others[1:]])
+    assert batched[1] == alone == sample(m, mine[0], prefix=mine[1])
+    assert [len(texts) for texts in batched] == [2, 1, 1, 1]
+    assert batched[3] == sample(m, others[2][0], prefix="The sl")  # greedy: no randomness
+
+
+class Fixed:
+    """A stand-in generator whose uniform numbers are all `u`."""
+
+    def __init__(self, u: float) -> None:
+        self.u = u
+
+    def random(self, n: int) -> np.ndarray:
+        return np.full(n, self.u)
+
+
+def test_compiled_draw_equals_the_numpy_draw():
+    lib = native.library()
+    if lib is None:
+        pytest.skip("no C compiler here")
+    rng = np.random.default_rng(0)
+    work = np.empty(VOCAB_SIZE)
+    for trial in range(200):
+        logp = (rng.normal(size=(1, VOCAB_SIZE)) * 3).astype(np.float32)
+        state = trial % N_STATES
+        u = rng.random()
+        temp = [0.5, 1.0, 1.7][trial % 3]
+        got = lib.draw(VOCAB_SIZE, logp.ctypes.data,
+                       _ALLOWED[True].ctypes.data + state * VOCAB_SIZE, temp, u, work.ctypes.data)
+
+        want = _pick(logp.astype(np.float64) + LOG_ALLOWED[state], SampleConfig(temperature=temp),
+                     Fixed(u))
+        assert got == int(want[0])
