@@ -152,14 +152,14 @@ def sample_many(model: LanguageModel,
         r.pos, r.dstate = len(shared), decoder_states(start)[-1]
     lib = native.library()
     work = np.empty(VOCAB_SIZE)
-    step = model.stepper(len(rows))
-    logp = step.feed(np.array([start] * len(rows), dtype=np.int64))  # [B, V]
+    step = model.stepper(len(rows))  # its `out` [B, V] holds the log-probs after each feed
+    kernel = None if lib is None else (lib.draw, step.out.ctypes.data, work.ctypes.data)
+    ids = np.zeros((len(rows), 1), dtype=np.int64)
+    logp = step.feed(np.array([start] * len(rows), dtype=np.int64))
     while True:
-        logp = np.ascontiguousarray(logp, dtype=np.float32)
-        kernel = None if lib is None else (lib.draw, logp.ctypes.data, work.ctypes.data)
-        sym = [r.next_symbol(logp, i, kernel) for i, r in enumerate(rows)]
+        ids[:, 0] = [r.next_symbol(logp, i, kernel) for i, r in enumerate(rows)]
         if all(r.done for r in rows):
             break
-        logp = step.feed(np.array(sym, dtype=np.int64)[:, None])
+        logp = step.feed(ids)
     out = iter(decode(r.out) for r in rows)
     return [[next(out) for _ in range(cfg.n)] for cfg, _ in requests]

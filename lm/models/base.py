@@ -48,13 +48,13 @@ class LanguageModel(nn.Module):
         """
         return self.forward(ids, state)
 
-    def stepper(self, batch: int) -> Stepper:
+    def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
         """A reader that feeds symbols to this model and keeps the state (what sampling drives).
 
         The default calls `forward`; models with a compiled kernel return one that skips
         torch's per-call overhead and computes the same numbers.
         """
-        return Stepper(self, batch)
+        return Stepper(self, batch, out)
 
     @property
     def device(self) -> torch.device:
@@ -83,19 +83,24 @@ class LanguageModel(nn.Module):
 
 
 class Stepper:
-    """Feeds symbols to a model, `batch` sequences at once, carrying the state between calls."""
+    """Feeds symbols to a model, `batch` sequences at once, carrying the state between calls.
 
-    def __init__(self, model: LanguageModel, batch: int) -> None:
+    Results go to `out` [B, V] (float32), given by the caller (a mixture hands each part a
+    slice of its own buffer) or made here, and stay there until the next call.
+    """
+
+    def __init__(self, model: LanguageModel, batch: int, out: np.ndarray | None = None) -> None:
         self.model = model
         self.state = model.initial_state(batch)
+        self.out = np.empty((batch, VOCAB_SIZE), dtype=np.float32) if out is None else out
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
-        """Read ids [B, T] (int64); return log-probs [B, V] (float32, nats) of the symbol after
-        the last one. The array may be overwritten by the next call."""
+        """Read ids [B, T] (int64); return `out`: log-probs [B, V] (nats) of the next symbol."""
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.model.device)
             logp, self.state = self.model(x, self.state)
-        return logp[:, -1].float().cpu().numpy()
+        self.out[:] = logp[:, -1].float().cpu().numpy()
+        return self.out
 
 
 def map_state(fn, state: State) -> State:

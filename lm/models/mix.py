@@ -115,8 +115,8 @@ class Mix(LanguageModel):
                                      *self._addresses(), work.ctypes.data, out.data_ptr())
         return out
 
-    def stepper(self, batch: int) -> Stepper:
-        return _MixStepper(self, batch)
+    def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
+        return _MixStepper(self, batch, out)
 
     def _mix_small(self, lps: torch.Tensor) -> torch.Tensor:
         """The same mixture in numpy: for one step at a time, where torch's per-call
@@ -135,28 +135,29 @@ class Mix(LanguageModel):
 
 
 class _MixStepper(Stepper):
-    """Sampling's reader: each component's own reader, then the mixture of their outputs."""
+    """Sampling's reader: each component's reader writes into a slice of one buffer, then the
+    mixture of the slices goes to `out`."""
 
-    def __init__(self, model: Mix, batch: int) -> None:
-        self.model = model
-        self.parts = [p.stepper(batch) for p in model.parts]
-        self.lps = torch.empty(len(self.parts), batch, 1, VOCAB_SIZE)
-        self.out = torch.empty(batch, 1, VOCAB_SIZE)
+    def __init__(self, model: Mix, batch: int, out: np.ndarray | None) -> None:
+        super().__init__(model, batch, out)
+        self.lps = np.empty((len(model.parts), batch, VOCAB_SIZE), dtype=np.float32)
+        self.parts = [p.stepper(batch, out=self.lps[k]) for k, p in enumerate(model.parts)]
         self.work = np.empty(len(self.parts) * VOCAB_SIZE, dtype=np.float32)
         lib = native.library()
         self.call = None if lib is None else partial(
-            lib.mix_forward, len(self.parts), batch, VOCAB_SIZE, self.lps.data_ptr(),
+            lib.mix_forward, len(self.parts), batch, VOCAB_SIZE, self.lps.ctypes.data,
             len(model._np[1]), *model._addresses(), self.work.ctypes.data,
-            self.out.data_ptr())
+            self.out.ctypes.data)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
-        lps = self.lps.numpy()
-        for k, part in enumerate(self.parts):
-            lps[k, :, 0] = part.feed(ids)
+        for part in self.parts:
+            part.feed(ids)
         if self.call is None:
-            return self.model._mix_small(self.lps)[:, 0].numpy()
-        self.call()
-        return self.out[:, 0].numpy()
+            lps = torch.from_numpy(self.lps[:, :, None])  # [K, B, 1, V]
+            self.out[:] = self.model._mix_small(lps)[:, 0].numpy()
+        else:
+            self.call()
+        return self.out
 
 
 def fit_weights(target_logp: torch.Tensor, buckets: torch.Tensor, n_buckets: int,

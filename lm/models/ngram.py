@@ -210,30 +210,32 @@ class NGram(LanguageModel):
             len(tab.ctx), *tab.addresses(), work.ctypes.data, out.data_ptr())
         return out
 
-    def stepper(self, batch: int) -> Stepper:
+    def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
         if native.library() is None:
-            return Stepper(self, batch)
-        return _NGramStepper(self, batch)
+            return Stepper(self, batch, out)
+        return _NGramStepper(self, batch, out)
 
 
 class _NGramStepper(Stepper):
     """Sampling's reader on the compiled kernel: the context kept as an array, the tables and
     buffers bound once (a model is replaced, never changed, while it is read)."""
 
-    def __init__(self, model: NGram, batch: int) -> None:
-        self.model = model
+    def __init__(self, model: NGram, batch: int, out: np.ndarray | None) -> None:
+        super().__init__(model, batch, out)
         self.ctx = np.full((batch, model.config.order - 1), PAD, dtype=np.int64)
-        self.out = torch.empty(batch, 1, VOCAB_SIZE)
         self.work = np.empty(VOCAB_SIZE)
         tab = self.tab = model.tables()
-        self.call = partial(native.library().ngram_forward, batch)
-        self.args = (len(tab.ctx), *tab.addresses(), self.work.ctypes.data)
-        self.head = (model.config.order, VOCAB_SIZE, BASE, LEN_OFFSET)
+        self.call = partial(native.library().ngram_forward, batch, 1, model.config.order,
+                            VOCAB_SIZE, BASE, LEN_OFFSET)
+        self.args = (len(tab.ctx), *tab.addresses(), self.work.ctypes.data,
+                     self.out.ctypes.data)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
         t = ids.shape[1]
         full = np.concatenate([self.ctx, ids], axis=1, dtype=np.int64)
-        out = self.out if t == 1 else torch.empty(len(ids), t, VOCAB_SIZE)
-        self.call(t, *self.head, full.ctypes.data, *self.args, out.data_ptr())
+        if t > 1:  # a prefix: read it whole
+            self.out[:] = self.model._native(full, len(ids), t)[:, -1].numpy()
+        else:
+            self.call(full.ctypes.data, *self.args)
         self.ctx = full[:, t:]
-        return out[:, -1].numpy()
+        return self.out

@@ -172,9 +172,11 @@ class GRU(Recurrent):
         return F.log_softmax(torch.addmm(b_out, hs.view(b * t, hid), w_out), dim=-1).view(
             b, t, VOCAB_SIZE)
 
-    def stepper(self, batch: int) -> Stepper:
+    def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
         kernel = self._kernel(batch)
-        return Stepper(self, batch) if kernel is None else _GRUStepper(self, batch, kernel)
+        if kernel is None:
+            return Stepper(self, batch, out)
+        return _GRUStepper(self, batch, kernel, out)
 
 
 def _work_size(batch: int, hidden: int) -> int:
@@ -183,21 +185,21 @@ def _work_size(batch: int, hidden: int) -> int:
 
 
 class _GRUStepper(Stepper):
-    """Sampling's reader on the compiled kernel: state and buffers kept between steps."""
+    """Sampling's reader on the compiled kernel: state, buffers and arguments bound once."""
 
-    def __init__(self, model: GRU, batch: int, kernel: tuple) -> None:
-        self.model, self.kernel = model, kernel  # the kernel tuple keeps its arrays alive
+    def __init__(self, model: GRU, batch: int, kernel: tuple, out: np.ndarray | None) -> None:
+        super().__init__(model, batch, out)
+        self.kernel = kernel  # keeps the kernel's arrays alive
         hid = model.config.hidden
         self.h, self.work = torch.zeros(batch, hid), torch.empty(_work_size(batch, hid))
-        self.out = torch.empty(batch, 1, VOCAB_SIZE)
-        self.call = partial(native.library().gru_forward, batch)
-        self.tail = (self.h.data_ptr(), self.work.data_ptr())
+        self.call = partial(native.library().gru_forward, batch, 1, hid, VOCAB_SIZE)
+        self.tail = (self.h.data_ptr(), self.work.data_ptr(), self.out.ctypes.data, None)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        t = ids.shape[1]
-        if t > 1:  # a prefix: read it whole
-            return self.model._run(self.kernel, torch.from_numpy(ids), self.h)[:, -1].numpy()
-        self.call(t, self.model.config.hidden, VOCAB_SIZE, ids.ctypes.data, *self.kernel[1],
-                  *self.tail, self.out.data_ptr(), None)
-        return self.out[:, -1].numpy()
+        if ids.shape[1] > 1:  # a prefix: read it whole
+            logp = self.model._run(self.kernel, torch.from_numpy(ids), self.h)
+            self.out[:] = logp[:, -1].numpy()
+        else:
+            self.call(ids.ctypes.data, *self.kernel[1], *self.tail)
+        return self.out
