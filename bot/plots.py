@@ -1,12 +1,14 @@
-"""Pictures as PNG bytes (matplotlib, Agg): a per-character surprisal strip and a loss curve.
+"""Pictures as PNG bytes: a per-character surprisal strip (Pillow) and a loss curve (matplotlib).
 
-Figures are built with `matplotlib.figure.Figure`, never pyplot, so no global state is shared
-between the pool's threads. Call these on the worker pool.
+Call these on the worker pool. The surprisal strip is composed directly in pixels: the heat
+cells are one RGBA array, and every character is drawn alone, centred in its cell, with a
+FreeType font from matplotlib's own font files. Nothing is laid out or reordered, so cells and
+characters always line up (right-to-left letters included), and a picture costs a few
+milliseconds: `!prob` draws one for every sentence, and matplotlib's text layout took 30-50 ms.
+Fonts are per thread (a FreeType face is not safe to share between threads).
 
-The surprisal strip is drawn without axes: the heat cells are one RGBA image placed in pixels
-(`Figure.figimage`) and the characters one line of monospaced text whose advance is the cell
-width, so a picture costs a handful of artists however long the sentence (axes with a tick per
-character cost 0.15-0.4 s a picture; this takes a few tens of milliseconds).
+The loss curve (once per `!train`) is a matplotlib `Figure`, never pyplot, so no global state is
+shared between the pool's threads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import io
 import logging
 import math
+import threading
 import unicodedata
 from collections.abc import Sequence
 
@@ -23,34 +26,55 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import colormaps, font_manager  # noqa: E402  (after choosing the backend)
-from matplotlib.backends.backend_agg import RendererAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ft2font import FT2Font  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 log = logging.getLogger(__name__)
 MAX_STRIP_CHARS = 120  # characters drawn in one surprisal strip; a note says when cut
 NATS_TO_BITS = 1 / math.log(2)
-DPI = 100  # pixels per inch of every picture; the strip is laid out in pixels
-CHAR_PT = 12.0  # size of the character row; its advance sets the cell width
+DPI = 100  # pixels per inch of the loss curve
+CHAR_PX = 17  # size of the character row's font, pixels; its advance sets the cell width
+LABEL_PX, NOTE_PX = 12, 11  # sizes of model names and title, and of the notes below
 CELL_H = 20  # pixels per model row
 NAMES_W = 64  # pixels left of the strip for model names
+TOP = 30  # pixels above the strip (title and colour scale)
 # Characters that the character row shows as a stand-in (one glyph each, so cells stay aligned).
 NEWLINE, END, INVISIBLE, NO_GLYPH = "↵", "∎", "◌", "□"
 MARKS = {NEWLINE: "newline", END: "end of message", INVISIBLE: "invisible",
          NO_GLYPH: "no glyph in the font"}
+INK, GREY = (0, 0, 0, 255), (105, 105, 105, 255)
 
 
 @functools.cache
-def _mono() -> tuple[FontProperties, float, frozenset[int]]:
-    """The character row's font, its advance in pixels, and the code points it can draw."""
-    path = font_manager.findfont(FontProperties(family="monospace"))
-    prop = FontProperties(fname=path, size=CHAR_PT)
-    measure = RendererAgg(1, 1, DPI)
-    # The difference of two lengths cancels the side bearings of the first and last glyph.
-    w1 = measure.get_text_width_height_descent("M" * 50, prop, ismath=False)[0]
-    w2 = measure.get_text_width_height_descent("M" * 100, prop, ismath=False)[0]
-    return prop, (w2 - w1) / 50, frozenset(FT2Font(path).get_charmap())
+def _font_files() -> tuple[str, str]:
+    """Paths of matplotlib's monospaced and proportional fonts (DejaVu, shipped with it)."""
+    return (str(font_manager.findfont(FontProperties(family="monospace"))),
+            str(font_manager.findfont(FontProperties(family=["sans-serif"]))))
+
+
+_local = threading.local()
+
+
+def _fonts() -> tuple[ImageFont.FreeTypeFont, ImageFont.FreeTypeFont, ImageFont.FreeTypeFont]:
+    """This thread's fonts: the character row, labels, notes."""
+    fonts = getattr(_local, "fonts", None)
+    if fonts is None:
+        mono, sans = _font_files()
+        fonts = _local.fonts = (ImageFont.truetype(mono, CHAR_PX),
+                                ImageFont.truetype(sans, LABEL_PX),
+                                ImageFont.truetype(sans, NOTE_PX))
+    return fonts
+
+
+@functools.cache
+def _mono() -> tuple[str, float, frozenset[int]]:
+    """The character row's font file, the cell width in pixels (the font's advance), and
+    the code points the font can draw."""
+    path = _font_files()[0]
+    return path, ImageFont.truetype(path, CHAR_PX).getlength("M"), \
+        frozenset(FT2Font(path).get_charmap())
 
 
 def _png(fig: Figure) -> bytes:
@@ -78,7 +102,8 @@ def surprisal_strip(rows: dict[str, Sequence[tuple[str, float]]]) -> bytes:
     rows: model name -> [(character, bits)] over the same characters. At most
     MAX_STRIP_CHARS are drawn; a note below says how many there were.
     """
-    prop, cell_w, drawable = _mono()
+    _, cell_w, drawable = _mono()
+    mono, label, small = _fonts()
     names = list(rows)
     total = len(rows[names[0]])
     chars = [c for c, _ in rows[names[0]]][:MAX_STRIP_CHARS]
@@ -87,46 +112,40 @@ def surprisal_strip(rows: dict[str, Sequence[tuple[str, float]]]) -> bytes:
     vmax = max(8.0, float(grid[np.isfinite(grid)].max(initial=0.0)))  # inf: darkest cell
     strip_w = round(len(chars) * cell_w)
     w = max(NAMES_W + strip_w + 12, 560)
-    top, strip_h = 30, len(names) * CELL_H
-    h = top + strip_h + 44
-    fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI)
-    cmap = colormaps["magma_r"]  # a copy: nothing shared between threads
+    strip_h = len(names) * CELL_H
+    h = TOP + strip_h + 44
+    canvas = np.full((h, w, 4), 255, dtype=np.uint8)
+    cmap = colormaps["magma_r"]
     rgba = cmap(np.clip(np.nan_to_num(grid / vmax, nan=1.0), 0.0, 1.0), bytes=True)
     cols = (np.arange(strip_w) / cell_w).astype(np.int64)  # pixel column -> character
-    image = np.repeat(rgba[:, cols], CELL_H, axis=0)  # [strip_h, strip_w, 4]
-    image[CELL_H - 1 :: CELL_H] = 255  # a white line between model rows
-    fig.figimage(image, xo=NAMES_W, yo=h - top - strip_h, origin="upper")
+    cells = np.repeat(rgba[:, cols], CELL_H, axis=0)  # [strip_h, strip_w, 4]
+    cells[CELL_H - 1 :: CELL_H] = 255  # a white line between model rows
+    canvas[TOP : TOP + strip_h, NAMES_W : NAMES_W + strip_w] = cells
+    ramp = cmap(np.linspace(0.0, 1.0, 100), bytes=True)[None]  # [1, 100, 4]
+    canvas[10:20, w - 150 : w - 50] = np.repeat(ramp, 10, axis=0)
+    image = Image.fromarray(canvas, "RGBA")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 7), "surprisal per character (darker = more surprising)", font=label,
+              fill=INK, anchor="lt")
+    draw.text((w - 156, 15), "0", font=small, fill=INK, anchor="rm")
+    draw.text((w - 46, 15), f"{vmax:.0f} bits", font=small, fill=INK, anchor="lm")
     for i, name in enumerate(names):
-        fig.text((NAMES_W - 6) / w, (h - top - (i + 0.5) * CELL_H) / h, name, ha="right",
-                 va="center", fontsize=9, parse_math=False)
+        draw.text((NAMES_W - 6, TOP + (i + 0.5) * CELL_H), name, font=label, fill=INK,
+                  anchor="rm")
     shown = [_glyph(c, drawable) for c in chars]
-    y = (h - top - strip_h - 2) / h
-    # Right-to-left letters would be reordered (and joined) by the text layout: each is drawn
-    # alone in its cell, and the row keeps a space there. Usually none; at most one per cell.
-    rtl = {i for i, g in enumerate(shown) if unicodedata.bidirectional(g) in ("R", "AL", "AN")}
-    for i in sorted(rtl):
-        fig.text((NAMES_W + (i + 0.5) * cell_w) / w, y, shown[i], ha="center", va="top",
-                 fontproperties=prop, parse_math=False)
-    row = "".join(" " if i in rtl else g for i, g in enumerate(shown))
-    fig.text(NAMES_W / w, y, row, ha="left", va="top", fontproperties=prop, parse_math=False)
-    notes = [f"{m} {MARKS[m]}" for m in MARKS if m in row]
+    baseline = TOP + strip_h + 2 + mono.getmetrics()[0]
+    for i, g in enumerate(shown):  # each alone in its cell: never reordered or joined
+        if g != " ":
+            draw.text((NAMES_W + (i + 0.5) * cell_w, baseline), g, font=mono, fill=INK,
+                      anchor="ms")
+    notes = [f"{m} {MARKS[m]}" for m in MARKS if m in shown]
     if total > len(chars):
         notes.insert(0, f"the first {len(chars)} of {total} characters")
     if notes:
-        fig.text(NAMES_W / w, 4 / h, " · ".join(notes), fontsize=8, color="dimgrey")
-    _title_and_scale(fig, w, h, vmax)
-    return _png(fig)
-
-
-def _title_and_scale(fig: Figure, w: int, h: int, vmax: float) -> None:
-    """The title at the top left and a colour scale from 0 to `vmax` bits at the top right."""
-    fig.text(8 / w, (h - 7) / h, "surprisal per character (darker = more surprising)",
-             va="top", fontsize=9)
-    ramp = colormaps["magma_r"](np.linspace(0.0, 1.0, 100), bytes=True)[None]  # [1, 100, 4]
-    fig.figimage(np.repeat(ramp, 10, axis=0), xo=w - 150, yo=h - 20)
-    fig.text((w - 156) / w, (h - 15) / h, "0", ha="right", va="center", fontsize=8)
-    fig.text((w - 46) / w, (h - 15) / h, f"{vmax:.0f} bits", ha="left", va="center",
-             fontsize=8)
+        draw.text((NAMES_W, h - 4), " · ".join(notes), font=small, fill=GREY, anchor="ls")
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
 
 
 def loss_curve(history: Sequence[tuple[int, float, float]], before: float | None,
