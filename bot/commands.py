@@ -151,11 +151,32 @@ async def prob(ctx: Context) -> Reply:
     named = {k: v for k, v in named.items() if v[0] is not None}
     if named["mix"][0] is current.rnn or current.answer.kind != "mix":
         del named["mix"]
-    scores = await svc.pool.run(engine.score_models, {k: m for k, (m, _) in named.items()}, text)
+    models = {k: m for k, (m, _) in named.items()}
+    # !prob waiting for the same RNN and mix (the base models, say) are answered together
+    key = ("prob", models.get("rnn"), models.get("mix"))
+    scores, png = await svc.pool.run_batched(key, _prob_job, (models, text),
+                                             svc.settings.sample_batch)
     labels = {k: label for k, (_, label) in named.items() if k != "uniform"}
-    rows = {k: [(c.char, c.bits) for c in s.per_char] for k, s in scores.items()}
-    png = await svc.pool.run(plots.surprisal_strip, rows)
     return Reply(replies.prob_table(text, scores, labels), (ReplyFile("surprisal.png", png),))
+
+
+def _prob_job(requests: list[tuple[dict[str, Any], str]]) -> list[Any]:
+    """On the pool: the scores of several !prob (shared models in one pass) and their pictures.
+
+    If the batch fails, each request is tried alone, so one bad text fails only its own."""
+    try:
+        results: list[Any] = engine.score_models_many(requests)
+    except lm.LmError:
+        results = []
+        for models, text in requests:
+            try:
+                results.append(engine.score_models(models, text))
+            except lm.LmError as err:
+                results.append(err)
+    return [scores if isinstance(scores, Exception) else
+            (scores, plots.surprisal_strip({k: [(c.char, c.bits) for c in s.per_char]
+                                            for k, s in scores.items()}))
+            for scores in results]
 
 
 async def learn(ctx: Context) -> Reply:

@@ -170,7 +170,22 @@ def generate_many(requests: list[tuple[Any, Any, str]]) -> list[list[str]]:
 
 def score_models(models: dict[str, Any], text: str) -> dict[str, Any]:
     """lm.Score of `text` (end of message included) under each named model."""
-    return {name: lm.score(model, text) for name, model in models.items()}
+    return score_models_many([(models, text)])[0]
+
+
+def score_models_many(requests: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+    """score_models for several requests at once: the texts that one model scores (the shared
+    base RNN, say) go through it in one batched pass (lm.score_many)."""
+    jobs: dict[int, tuple[Any, list[tuple[int, str, str]]]] = {}  # id(model) -> model, uses
+    for i, (models, text) in enumerate(requests):
+        for name, model in models.items():
+            jobs.setdefault(id(model), (model, []))[1].append((i, name, text))
+    out: list[dict[str, Any]] = [{} for _ in requests]
+    for model, uses in jobs.values():
+        for (i, name, _), score in zip(uses, lm.score_many(model, [t for _, _, t in uses]),
+                                       strict=True):
+            out[i][name] = score
+    return [{name: out[i][name] for name in models} for i, (models, _) in enumerate(requests)]
 
 
 def holdout_split(texts: list[str], val_max_chars: int) -> tuple[list[str], list[str]]:

@@ -99,6 +99,7 @@ class WorkerPool:
         (the same model), and one job answers up to `max_batch` of them in one call: a
         batched pass costs little more than a single one. A job is queued for every
         `max_batch` waiting items, so none is left behind; Busy as `run` when the queue is full.
+        `fn` may put an exception in place of an item's result: that caller gets it raised.
         """
         if self._closed:
             raise Busy("the model queue (the bot is shutting down)")
@@ -132,7 +133,10 @@ class WorkerPool:
                 f.set_exception(e)
             return
         for (_, f), result in zip(batch, results, strict=True):
-            f.set_result(result)
+            if isinstance(result, Exception):  # this item failed alone
+                f.set_exception(result)
+            else:
+                f.set_result(result)
 
     async def run_training(self, fn: Callable[..., T], *args: object) -> T:
         """Run a training job on the training worker; Busy when too many are queued."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,15 +33,6 @@ def restricted_nll(scores: torch.Tensor, states: torch.Tensor,
     else:
         lse = torch.logsumexp(scores + mask[states], dim=-1)
     return lse - scores.gather(-1, targets[..., None])[..., 0]
-
-
-def target_logprobs(model: LanguageModel, ids: list[int]) -> torch.Tensor:
-    """Restricted log-prob in nats of ids[1:], each given all the ids before it, from a fresh state.
-
-    Read in chunks with the state carried, so the result is exact (no truncated context) and
-    memory stays bounded.
-    """
-    return lane_logprobs(model, ids, lanes=1, warmup=0)
 
 
 @dataclass(frozen=True)
@@ -93,12 +85,25 @@ class Score:
 
 def score(model: LanguageModel, text: str, include_end: bool = True) -> Score:
     """Score `text` as one message: log P(its bytes [, end] | start), exactly."""
-    if not text.strip():
-        raise LmError("nothing to score: the text is empty")
-    if len(text) > MAX_SCORE_CHARS:
-        raise LmError(f"text too long to score: {len(text)} characters (limit {MAX_SCORE_CHARS})")
-    ids = [BOUNDARY, *encode(text), BOUNDARY]
-    nll = -target_logprobs(model, ids).double().numpy()  # [bytes + 1], nats
+    return score_many(model, [text], include_end)[0]
+
+
+def score_many(model: LanguageModel, texts: Sequence[str], include_end: bool = True) -> list[Score]:
+    """Score several messages in one batched pass; each Score is what `score` gives alone."""
+    for text in texts:
+        if not text.strip():
+            raise LmError("nothing to score: the text is empty")
+        if len(text) > MAX_SCORE_CHARS:
+            raise LmError(f"text too long to score: {len(text)} characters "
+                          f"(limit {MAX_SCORE_CHARS})")
+    rows = [[BOUNDARY, *encode(text), BOUNDARY] for text in texts]
+    got = rows_logprobs(model, rows, [decoder_states(r)[:-1] for r in rows])
+    return [_score(text, -got[i, : len(r) - 1].double().numpy(), include_end)
+            for i, (text, r) in enumerate(zip(texts, rows, strict=True))]
+
+
+def _score(text: str, nll: np.ndarray, include_end: bool) -> Score:
+    """A Score from the surprisal in nats of each byte of `text` and of the end symbol."""
     spans = char_spans(text)
     starts = np.cumsum([0] + [n for _, n in spans])  # byte offset of each character; last: end
     bits = np.add.reduceat(nll[:-1], starts[:-1]) / LN2 if spans else np.zeros(0)
@@ -163,23 +168,36 @@ def lane_logprobs(model: LanguageModel, ids: list[int], lanes: int, warmup: int,
     lanes = max(1, min(lanes, n // max(warmup, 1)))
     bounds = np.linspace(0, n, lanes + 1).astype(int)
     starts = [max(0, b - warmup) for b in bounds[:-1]]
-    length = max(bounds[i + 1] - starts[i] for i in range(lanes))
     dstates = decoder_states(ids)
-    x = torch.full((lanes, length + 1), BOUNDARY, dtype=torch.long)
-    st = torch.zeros((lanes, length + 1), dtype=torch.long)
-    for i, s in enumerate(starts):
-        seg = ids[s : bounds[i + 1] + 1]
-        x[i, : len(seg)] = torch.tensor(seg)
-        st[i, : len(seg)] = torch.tensor(dstates[s : bounds[i + 1] + 1])
-    dev = model.device
-    x, st = x.to(dev), st.to(dev)
-    got = torch.empty(lanes, length, device=dev)
-    with torch.inference_mode():
-        state = model.initial_state(lanes)
-        for s in range(0, length, chunk):
-            e = min(s + chunk, length)
-            logp, state = model(x[:, s:e], state)  # [lanes, T, V]
-            logp = restrict(logp, st[:, s + 1 : e + 1])
-            got[:, s:e] = logp.gather(2, x[:, s + 1 : e + 1, None])[..., 0]
+    rows = [ids[s : bounds[i + 1] + 1] for i, s in enumerate(starts)]
+    states = [dstates[s : bounds[i + 1] + 1] for i, s in enumerate(starts)]
+    got = rows_logprobs(model, rows, states, chunk)
     parts = [got[i, bounds[i] - starts[i] : bounds[i + 1] - starts[i]] for i in range(lanes)]
     return torch.cat(parts).cpu()
+
+
+def rows_logprobs(model: LanguageModel, rows: list[list[int]], states: list[list[int]],
+                  chunk: int = 1024) -> torch.Tensor:
+    """Restricted log-probs [B, L-1] of each row's symbols after its first, the rows read side
+    by side from a fresh state; states[i][t] is the UTF-8 decoder state before rows[i][t].
+
+    Shorter rows are padded at their end, which no earlier position of theirs ever reads; rows
+    are read in chunks with the state carried, so the result is exact and memory bounded.
+    """
+    length = max(len(r) for r in rows) - 1
+    x = torch.full((len(rows), length + 1), BOUNDARY, dtype=torch.long)
+    st = torch.zeros((len(rows), length + 1), dtype=torch.long)
+    for i, (row, state) in enumerate(zip(rows, states, strict=True)):
+        x[i, : len(row)] = torch.tensor(row)
+        st[i, : len(row)] = torch.tensor(state)
+    dev = model.device
+    x, st = x.to(dev), st.to(dev)
+    got = torch.empty(len(rows), length, device=dev)
+    with torch.inference_mode():
+        state = model.initial_state(len(rows))
+        for s in range(0, length, chunk):
+            e = min(s + chunk, length)
+            logp, state = model(x[:, s:e], state)  # [B, T, V]
+            logp = restrict(logp, st[:, s + 1 : e + 1])
+            got[:, s:e] = logp.gather(2, x[:, s + 1 : e + 1, None])[..., 0]
+    return got.cpu()

@@ -91,11 +91,18 @@ async def test_a_failed_batch_fails_each_of_its_requests() -> None:
     def boom(items: list[int]) -> list[int]:
         raise ValueError(f"bad batch of {len(items)}")
 
+    def picky(items: list[int]) -> list[object]:
+        return [ValueError(f"odd {x}") if x % 2 else x for x in items]
+
     jobs = [asyncio.ensure_future(pool.run_batched("m", boom, i, 4)) for i in range(3)]
+    alone = [asyncio.ensure_future(pool.run_batched("p", picky, i, 4)) for i in range(3)]
     await asyncio.sleep(0.05)
     gate.set()
     results = await asyncio.gather(*jobs, return_exceptions=True)
     assert [str(r) for r in results] == ["bad batch of 3"] * 3
+    # an item's own exception fails that item only
+    assert [str(r) for r in await asyncio.gather(*alone, return_exceptions=True)] == [
+        "0", "odd 1", "2"]
     await blocker
     await pool.close()
 

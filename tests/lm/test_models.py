@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from lm.models import Uniform
-from lm.scoring import restrict, score
+from lm.scoring import restrict, score, score_many
 from lm.vocab import BOUNDARY, VOCAB_SIZE, decoder_states, encode
 
 IDS = [BOUNDARY, *encode("héllo wörld 😀 שלום\x00!")]
@@ -79,3 +80,13 @@ def test_training_loss_equals_restricted_log_probs(model):
         scores, _ = model.logits(a[:, :-1], model.initial_state(1))
     want = -restrict(logp, st).gather(2, a[:, 1:, None])[..., 0]
     torch.testing.assert_close(restricted_nll(scores, st, a[:, 1:]), want, atol=1e-4, rtol=0)
+
+
+def test_scores_in_a_batch_equal_scores_alone(model):
+    texts = ["To be", "Wherefore art thou 😀 Ω? A longer one, to pad the others.", "ab\ncd"]
+    together = score_many(model, texts)
+    for text, got in zip(texts, together, strict=True):
+        alone = score(model, text)
+        assert got.text == text and got.chars == alone.chars
+        assert got.nats == pytest.approx(alone.nats, rel=1e-5, abs=1e-4)
+        assert [c.char for c in got.per_char] == [c.char for c in alone.per_char]
