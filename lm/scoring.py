@@ -198,6 +198,5 @@ def rows_logprobs(model: LanguageModel, rows: list[list[int]], states: list[list
         for s in range(0, length, chunk):
             e = min(s + chunk, length)
             logp, state = model(x[:, s:e], state)  # [B, T, V]
-            logp = restrict(logp, st[:, s + 1 : e + 1])
-            got[:, s:e] = logp.gather(2, x[:, s + 1 : e + 1, None])[..., 0]
+            got[:, s:e] = -restricted_nll(logp, st[:, s + 1 : e + 1], x[:, s + 1 : e + 1])
     return got.cpu()
