@@ -161,11 +161,20 @@ def corpus_symbols(texts: list[str]) -> int:
     return sum(len(t.encode("utf-8")) + 1 for t in texts)
 
 
+BATCH_ROWS = 8  # samples per batched pass: the compiled GRU kernel's largest batch
+
+
 def generate_many(requests: list[tuple[Any, Any, str]]) -> list[list[str]]:
-    """(model, config, prefix) requests that share one model, sampled in one batched pass
-    (lm.sample_many): each gets what it would alone, for about the cost of one."""
-    model = requests[0][0]
-    return lm.sample_many(model, [(config, prefix) for _, config, prefix in requests])
+    """(model, config, prefix) requests that share one model, sampled in batched passes of at
+    most BATCH_ROWS samples (lm.sample_many): each gets the text it would get alone."""
+    model, out = requests[0][0], []
+    chunk: list[tuple[Any, str]] = []
+    for _, config, prefix in requests:
+        if chunk and sum(c.n for c, _ in chunk) + config.n > BATCH_ROWS:
+            out += lm.sample_many(model, chunk)
+            chunk = []
+        chunk.append((config, prefix))
+    return out + lm.sample_many(model, chunk)
 
 
 def score_models(models: dict[str, Any], text: str) -> dict[str, Any]:

@@ -30,6 +30,22 @@ async def test_babble_and_continue(core: Core) -> None:
         "[uniform] Hello")
 
 
+async def test_commands_at_once_answer_as_one_by_one(core: Core, monkeypatch) -> None:
+    """Waiting !babble/!continue/!prob are batched on the pool; each reply is unchanged."""
+    passes = []
+    many = engine.lm.sample_many
+    monkeypatch.setattr(engine.lm, "sample_many",
+                        lambda model, reqs: passes.append(len(reqs)) or many(model, reqs))
+    cmds = [f"!babble --len 30 --seed {i}" for i in range(6)]
+    cmds += ["!continue To be --seed 9 --len 20", "!babble --n 3 --seed 5 --len 10",
+             "!prob To be or not", "!prob In the beginning"]
+    alone = [await reply_of(core, c) for c in cmds]
+    passes.clear()
+    together = await asyncio.gather(*(reply_of(core, c) for c in cmds))
+    assert together == alone
+    assert sum(passes) == 8 and len(passes) < 8  # fewer passes than requests: some batched
+
+
 async def test_prob_shows_three_models_verdict_and_picture(core: Core) -> None:
     rec = await say(core, "!prob To be or not to be")
     (posted,) = rec.posted
