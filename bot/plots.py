@@ -1,10 +1,10 @@
 """Pictures as PNG bytes: a per-character surprisal strip (Pillow) and a loss curve (matplotlib).
 
 Call these on the worker pool. The surprisal strip is composed directly in pixels: the heat
-cells are one RGBA array, and every character is drawn alone, centred in its cell, with a
-FreeType font from matplotlib's own font files. Nothing is laid out or reordered, so cells and
-characters always line up (right-to-left letters included), and a picture costs a few
-milliseconds: `!prob` draws one for every sentence, and matplotlib's text layout took 30-50 ms.
+cells are one RGBA array, and the characters one run of a monospaced FreeType font (from
+matplotlib's own font files) laid out without shaping or bidi reordering, so glyph i sits in
+cell i (right-to-left letters included). A picture costs a few milliseconds: `!prob` draws one
+for every sentence, and matplotlib's text layout took 30-50 ms.
 Fonts are per thread (a FreeType face is not safe to share between threads).
 
 The loss curve (once per `!train`) is a matplotlib `Figure`, never pyplot, so no global state is
@@ -62,7 +62,9 @@ def _fonts() -> tuple[ImageFont.FreeTypeFont, ImageFont.FreeTypeFont, ImageFont.
     fonts = getattr(_local, "fonts", None)
     if fonts is None:
         mono, sans = _font_files()
-        fonts = _local.fonts = (ImageFont.truetype(mono, CHAR_PX),
+        # basic layout: no shaping, no bidi reordering, every glyph at its own advance
+        fonts = _local.fonts = (ImageFont.truetype(mono, CHAR_PX,
+                                                   layout_engine=ImageFont.Layout.BASIC),
                                 ImageFont.truetype(sans, LABEL_PX),
                                 ImageFont.truetype(sans, NOTE_PX))
     return fonts
@@ -73,8 +75,8 @@ def _mono() -> tuple[str, float, frozenset[int]]:
     """The character row's font file, the cell width in pixels (the font's advance), and
     the code points the font can draw."""
     path = _font_files()[0]
-    return path, ImageFont.truetype(path, CHAR_PX).getlength("M"), \
-        frozenset(FT2Font(path).get_charmap())
+    font = ImageFont.truetype(path, CHAR_PX, layout_engine=ImageFont.Layout.BASIC)
+    return path, font.getlength("M"), frozenset(FT2Font(path).get_charmap())
 
 
 def _png(fig: Figure) -> bytes:
@@ -133,11 +135,10 @@ def surprisal_strip(rows: dict[str, Sequence[tuple[str, float]]]) -> bytes:
         draw.text((NAMES_W - 6, TOP + (i + 0.5) * CELL_H), name, font=label, fill=INK,
                   anchor="rm")
     shown = [_glyph(c, drawable) for c in chars]
-    baseline = TOP + strip_h + 2 + mono.getmetrics()[0]
-    for i, g in enumerate(shown):  # each alone in its cell: never reordered or joined
-        if g != " ":
-            draw.text((NAMES_W + (i + 0.5) * cell_w, baseline), g, font=mono, fill=INK,
-                      anchor="ms")
+    # One run of monospaced glyphs, laid out without shaping or reordering: glyph i starts at
+    # i advances, i.e. in cell i (right-to-left letters included).
+    draw.text((NAMES_W, TOP + strip_h + 2 + mono.getmetrics()[0]), "".join(shown), font=mono,
+              fill=INK, anchor="ls")
     notes = [f"{m} {MARKS[m]}" for m in MARKS if m in shown]
     if total > len(chars):
         notes.insert(0, f"the first {len(chars)} of {total} characters")
