@@ -8,6 +8,7 @@ Typed errors become replies here, in one place; nothing a user types yields a tr
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -98,6 +99,10 @@ class Core:
                               clock)
         for note in models.base.notes:
             log.warning("base model: %s", note)
+        # What exists now (imported modules, the base models) lives as long as the process:
+        # moved out of the cyclic collector's reach, so its full collections stay short (one
+        # took 0.13 s in the middle of a burst of commands before this).
+        gc.freeze()
         return cls(services, cooldowns)
 
     async def __aenter__(self) -> Core:
