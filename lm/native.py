@@ -1,8 +1,9 @@
 """Compiled CPU kernels for small-batch inference (lm/native.c), built on first use.
 
-The kernels replace, for a CPU and a handful of sequences, the torch and numpy code of three
-models' forward passes: a single-layer GRU, the Kneser-Ney n-gram and the entropy-gated mix.
-They compute the same numbers up to float summation order (the tests check both paths agree).
+The kernels replace, on a CPU, the torch and numpy code of three models' forward passes (a
+single-layer GRU for up to 8 sequences; the Kneser-Ney n-gram and the entropy-gated mix for any
+number of positions) and the draw of a symbol in sampling. They compute the same numbers up to
+float summation order (the tests check both paths against each other).
 A C compiler is needed once: the library is cached in `LM_CACHE_DIR` (default
 `~/.cache/babble-lm`) under a name that hashes the source, the flags and this CPU. Without a
 compiler, or with `LM_NATIVE=0`, `library()` returns None and the models keep their torch path.

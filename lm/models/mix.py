@@ -21,7 +21,6 @@ from lm.models.base import LanguageModel, State, Stepper
 from lm.vocab import VOCAB_SIZE
 
 DEFAULT_EDGES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # entropy bin edges, nats
-NATIVE_MAX_POSITIONS = 4096  # beyond this, torch's vectorised mixture is as fast
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,9 @@ class Mix(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         lps, states = self.component_logprobs(ids, state)  # [K, B, T, V]
-        b, t = ids.shape
-        if b * t <= NATIVE_MAX_POSITIONS and native.usable(lps):
+        if native.usable(lps):
             return self._native(lps), states
-        if t == 1 and not torch.is_grad_enabled() and lps.device.type == "cpu":
+        if ids.shape[1] == 1 and not torch.is_grad_enabled() and lps.device.type == "cpu":
             return self._mix_small(lps), states
         log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
         return torch.logsumexp(lps + log_w[..., None], dim=0), states

