@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
+BUILD_TIMEOUT_S = 120  # about a second is usual
 _I, _P = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "gru_forward": [_I, _I, _I, _I] + [_P] * 10,
@@ -71,7 +72,14 @@ def _build() -> ctypes.CDLL | None:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                  timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            Path(tmp).unlink(missing_ok=True)
+            log.warning("building lm/native.c took over %d s: models run on their torch path",
+                        BUILD_TIMEOUT_S)
+            return None
         if done.returncode != 0:
             Path(tmp).unlink(missing_ok=True)
             log.warning("building lm/native.c failed, models run on their torch path: %s",
