@@ -24,6 +24,7 @@ import torch
 import lm
 from bot.errors import UserError
 from lm.models import Mix, NGram
+from lm.models.recurrent import NATIVE_MAX_BATCH
 from lm.vocab import encode_messages
 
 log = logging.getLogger(__name__)
@@ -161,16 +162,14 @@ def corpus_symbols(texts: list[str]) -> int:
     return sum(len(t.encode("utf-8")) + 1 for t in texts)
 
 
-BATCH_ROWS = 8  # samples per batched pass: the compiled GRU kernel's largest batch
-
-
 def generate_many(requests: list[tuple[Any, Any, str]]) -> list[list[str]]:
     """(model, config, prefix) requests that share one model, sampled in batched passes of at
-    most BATCH_ROWS samples (lm.sample_many): each gets the text it would get alone."""
+    most NATIVE_MAX_BATCH samples, the compiled GRU kernel's largest batch (lm.sample_many):
+    each gets the text it would get alone."""
     model, out = requests[0][0], []
     chunk: list[tuple[Any, str]] = []
     for _, config, prefix in requests:
-        if chunk and sum(c.n for c, _ in chunk) + config.n > BATCH_ROWS:
+        if chunk and sum(c.n for c, _ in chunk) + config.n > NATIVE_MAX_BATCH:
             out += lm.sample_many(model, chunk)
             chunk = []
         chunk.append((config, prefix))

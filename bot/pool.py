@@ -107,7 +107,7 @@ class WorkerPool:
         with self._batch_lock:
             waiting = self._waiting.setdefault(key, [])
             waiting.append((item, mine))
-            if len(waiting) % max_batch == 1 or max_batch == 1:
+            if (len(waiting) - 1) % max_batch == 0:  # this item starts a new batch
                 try:
                     self._sample.submit(lambda: self._drain(key, fn, max_batch),
                                         "the model queue")

@@ -148,8 +148,9 @@ def sample_many(model: LanguageModel,
         return []
     shared = os.path.commonprefix([r.prefix for r in rows])
     start = [BOUNDARY, *shared]
+    dstate = decoder_states(start)[-1]
     for r in rows:
-        r.pos, r.dstate = len(shared), decoder_states(start)[-1]
+        r.pos, r.dstate = len(shared), dstate
     lib = native.library()
     work = np.empty(VOCAB_SIZE)
     step = model.stepper(len(rows))  # its `out` [B, V] holds the log-probs after each feed

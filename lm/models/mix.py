@@ -56,7 +56,7 @@ class Mix(LanguageModel):
         self.register_buffer("log_w", torch.tensor(table).clamp_min(1e-12).log(),
                              persistent=False)  # [buckets, K]
         self.register_buffer("edges", torch.tensor(self.config.edges), persistent=False)
-        self._np = (np.ascontiguousarray(table, dtype=np.float64),  # for the one-step paths
+        self._np = (np.ascontiguousarray(table, dtype=np.float64),  # for the compiled kernel
                     np.ascontiguousarray(self.config.edges, dtype=np.float64))
 
     def spec(self) -> dict:
@@ -90,46 +90,29 @@ class Mix(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         lps, states = self.component_logprobs(ids, state)  # [K, B, T, V]
+        return self.combine(lps), states
+
+    def combine(self, lps: torch.Tensor) -> torch.Tensor:
+        """The mixture [B, T, V] of the components' log-probs lps [K, B, T, V]: in the compiled
+        kernel (lm/native.c) where it applies, else in torch (the same arithmetic)."""
         if native.usable(lps):
-            return self._native(lps), states
-        if ids.shape[1] == 1 and not torch.is_grad_enabled() and lps.device.type == "cpu":
-            return self._mix_small(lps), states
+            k, b, t, v = lps.shape
+            lps = lps.float().contiguous()
+            out = torch.empty(b, t, v)
+            work = np.empty(k * v, dtype=np.float32)
+            native.library().mix_forward(k, b * t, v, lps.data_ptr(), len(self._np[1]),
+                                         *self._addresses(), work.ctypes.data, out.data_ptr())
+            return out
         log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
-        return torch.logsumexp(lps + log_w[..., None], dim=0), states
+        return torch.logsumexp(lps + log_w[..., None], dim=0)
 
     def _addresses(self) -> tuple[int, int]:
         """Where the edges and the weight table live (asked each time: a copy moves them)."""
         table, edges = self._np
         return edges.ctypes.data, table.ctypes.data
 
-    def _native(self, lps: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The same mixture in the compiled kernel (lm/native.c), for a few positions:
-        lps [K, B, T, V] to log-probs [B, T, V]."""
-        k, b, t, v = lps.shape
-        lps = lps.float().contiguous()
-        out = torch.empty(b, t, v) if out is None else out
-        work = np.empty(k * v, dtype=np.float32)
-        native.library().mix_forward(k, b * t, v, lps.data_ptr(), len(self._np[1]),
-                                     *self._addresses(), work.ctypes.data, out.data_ptr())
-        return out
-
     def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
         return _MixStepper(self, batch, out)
-
-    def _mix_small(self, lps: torch.Tensor) -> torch.Tensor:
-        """The same mixture in numpy: for one step at a time, where torch's per-call
-        overhead would cost more than the arithmetic (sampling)."""
-        table, edges = self._np
-        lp = lps.double().numpy()  # [K, B, 1, V]
-        p = np.exp(lp)
-        bucket = np.zeros(lp.shape[1:3], dtype=np.int64)
-        if len(edges):
-            ent = -(p * np.maximum(lp, -1e4)).sum(-1)  # [K, B, 1]
-            for b in np.searchsorted(edges, ent, side="left"):
-                bucket = bucket * (len(edges) + 1) + b
-        w = table[bucket]  # [B, 1, K]
-        mixed = np.einsum("bik,kbiv->biv", w, p)
-        return torch.from_numpy(np.log(mixed).astype(np.float32))
 
 
 class _MixStepper(Stepper):
@@ -150,9 +133,10 @@ class _MixStepper(Stepper):
     def feed(self, ids: np.ndarray) -> np.ndarray:
         for part in self.parts:
             part.feed(ids)
-        if self.call is None:
-            lps = torch.from_numpy(self.lps[:, :, None])  # [K, B, 1, V]
-            self.out[:] = self.model._mix_small(lps)[:, 0].numpy()
+        if self.call is None:  # no compiled kernels
+            with torch.inference_mode():
+                mixed = self.model.combine(torch.from_numpy(self.lps[:, :, None]))  # [B, 1, V]
+            self.out[:] = mixed[:, 0].numpy()
         else:
             self.call()
         return self.out

@@ -115,7 +115,7 @@ class GRU(Recurrent):
             w_out = self.head.weight.detach().t().contiguous()  # [H, V]
             gi, b_hh, b_out = (t.detach().contiguous() for t in (gi, rnn.bias_hh_l0,
                                                                    self.head.bias))
-            kernel = None  # the compiled kernel's arrays and their addresses
+            kernel = None  # the compiled kernel's arrays (kept alive) and their addresses
             if w_hh.device.type == "cpu" and half_exact(w_hh) and half_exact(w_out):
                 keep = (gi, w_hh.half(), b_hh, w_out.half(), b_out)
                 kernel = (keep, tuple(t.data_ptr() for t in keep))
@@ -139,44 +139,45 @@ class GRU(Recurrent):
         return logp.unsqueeze(1), h.unsqueeze(0)
 
     def _kernel(self, batch: int) -> tuple | None:
-        """The compiled kernel's arrays and addresses, where it applies to `batch` sequences."""
+        """The inference tables, where the compiled kernel applies to `batch` sequences."""
         if (self.config.layers != 1 or self.config.hidden % 4 or batch > NATIVE_MAX_BATCH
                 or native.library() is None or self.head.weight.device.type != "cpu"):
             return None
-        return self._tables()[-1]
+        tables = self._tables()
+        return tables if tables[-1] is not None else None
 
     def _native(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
         """The whole sequence in the compiled kernel (lm/native.c), for a few sequences."""
-        kernel = self._kernel(ids.shape[0]) if native.usable(ids) else None
-        if kernel is None:
+        tables = self._kernel(ids.shape[0]) if native.usable(ids) else None
+        if tables is None:
             return None
         h = state[0].clone(memory_format=torch.contiguous_format)  # the caller's is kept
-        logp = self._run(kernel, ids.contiguous(), h)
+        logp = self._run(tables, ids.contiguous(), h)
         return logp, h.unsqueeze(0)
 
-    def _run(self, kernel: tuple, ids: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def _run(self, tables: tuple, ids: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Read ids [B, T] from state h [B, H] (updated in place); log-probs [B, T, V]."""
         b, t = ids.shape
         hid = self.config.hidden
+        _, _, _, w_out, b_out, (_, addresses) = tables
         work = torch.empty(_work_size(b, hid))
         if t == 1:  # one step: the kernel's own output layer
             out = torch.empty(b, t, VOCAB_SIZE)
-            native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
+            native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *addresses,
                                          h.data_ptr(), work.data_ptr(), out.data_ptr(), None)
             return out
         # many steps: the states from the kernel, then one matrix product for the outputs
         hs = torch.empty(b, t, hid)
-        native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *kernel[1],
+        native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *addresses,
                                      h.data_ptr(), work.data_ptr(), None, hs.data_ptr())
-        _, _, _, w_out, b_out, _ = self._tables()
         return F.log_softmax(torch.addmm(b_out, hs.view(b * t, hid), w_out), dim=-1).view(
             b, t, VOCAB_SIZE)
 
     def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
-        kernel = self._kernel(batch)
-        if kernel is None:
+        tables = self._kernel(batch)
+        if tables is None:
             return Stepper(self, batch, out)
-        return _GRUStepper(self, batch, kernel, out)
+        return _GRUStepper(self, batch, tables, out)
 
 
 def _work_size(batch: int, hidden: int) -> int:
@@ -187,19 +188,21 @@ def _work_size(batch: int, hidden: int) -> int:
 class _GRUStepper(Stepper):
     """Sampling's reader on the compiled kernel: state, buffers and arguments bound once."""
 
-    def __init__(self, model: GRU, batch: int, kernel: tuple, out: np.ndarray | None) -> None:
+    def __init__(self, model: GRU, batch: int, tables: tuple, out: np.ndarray | None) -> None:
         super().__init__(model, batch, out)
-        self.kernel = kernel  # keeps the kernel's arrays alive
+        self.tables = tables  # keeps the kernel's arrays alive
         hid = model.config.hidden
-        self.h, self.work = torch.zeros(batch, hid), torch.empty(_work_size(batch, hid))
+        self.h = self.state[0]  # [B, H], updated in place by the kernel
+        self.work = torch.empty(_work_size(batch, hid))
         self.call = partial(native.library().gru_forward, batch, 1, hid, VOCAB_SIZE)
-        self.tail = (self.h.data_ptr(), self.work.data_ptr(), self.out.ctypes.data, None)
+        self.args = (*tables[-1][1], self.h.data_ptr(), self.work.data_ptr(),
+                     self.out.ctypes.data, None)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.shape[1] > 1:  # a prefix: read it whole
-            logp = self.model._run(self.kernel, torch.from_numpy(ids), self.h)
+            logp = self.model._run(self.tables, torch.from_numpy(ids), self.h)
             self.out[:] = logp[:, -1].numpy()
         else:
-            self.call(ids.ctypes.data, *self.kernel[1], *self.tail)
+            self.call(ids.ctypes.data, *self.args)
         return self.out

@@ -60,10 +60,15 @@ async def test_close_waits_for_running_jobs_and_refuses_new_ones() -> None:
         await pool.run(lambda: 1)
 
 
-async def test_waiting_requests_for_one_key_are_answered_in_batches() -> None:
-    pool = WorkerPool(sample_workers=1, queue_limit=8)
+def held_pool(limit: int) -> tuple[WorkerPool, threading.Event, asyncio.Future]:
+    """A one-worker pool whose worker waits on `gate`: what comes next has to queue."""
+    pool = WorkerPool(sample_workers=1, queue_limit=limit)
     gate = threading.Event()
-    blocker = asyncio.ensure_future(pool.run(gate.wait, 10))  # the only worker is busy
+    return pool, gate, asyncio.ensure_future(pool.run(gate.wait, 10))
+
+
+async def test_waiting_requests_for_one_key_are_answered_in_batches() -> None:
+    pool, gate, blocker = held_pool(8)
     calls: list[list[int]] = []
 
     def square_all(items: list[int]) -> list[int]:
@@ -84,9 +89,7 @@ async def test_waiting_requests_for_one_key_are_answered_in_batches() -> None:
 
 
 async def test_a_failed_batch_fails_each_of_its_requests() -> None:
-    pool = WorkerPool(sample_workers=1, queue_limit=4)
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(pool.run(gate.wait, 10))
+    pool, gate, blocker = held_pool(4)
 
     def boom(items: list[int]) -> list[int]:
         raise ValueError(f"bad batch of {len(items)}")
@@ -108,9 +111,7 @@ async def test_a_failed_batch_fails_each_of_its_requests() -> None:
 
 
 async def test_batched_requests_are_busy_when_full_and_answered_at_close() -> None:
-    pool = WorkerPool(sample_workers=1, queue_limit=2)
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(pool.run(gate.wait, 10))
+    pool, gate, blocker = held_pool(2)
     first = asyncio.ensure_future(pool.run_batched("m", lambda xs: xs, 1, 2))
     second = asyncio.ensure_future(pool.run_batched("m", lambda xs: xs, 2, 2))  # joins first
     await asyncio.sleep(0.05)
