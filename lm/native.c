@@ -172,25 +172,43 @@ void gru_forward(int64_t B, int64_t T, int64_t H, int64_t V, const int64_t *ids,
     }
 }
 
-/* Index of `key` in the sorted array a[0..n), or -1. */
-static int64_t find(const int64_t *a, int64_t n, int64_t key) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (a[mid] < key) lo = mid + 1; else hi = mid;
+/* Slot of `key` in an open-addressing table of 2^bits slots (Fibonacci hashing). */
+static inline uint64_t slot_of(int64_t key, int64_t bits) {
+    return ((uint64_t)key * 0x9E3779B97F4A7C15ull) >> (64 - bits);
+}
+
+/* Hash index of the C sorted context keys ctx: slots [2^bits] (2^bits >= 2C) receive each
+ * key's row, -1 where empty, with linear probing. One probe or two find a context, where a
+ * binary search over hundreds of thousands of keys costs a dozen cache misses. */
+void ngram_index(int64_t C, const int64_t *ctx, int64_t bits, int32_t *slots) {
+    const uint64_t mask = ((uint64_t)1 << bits) - 1;
+    for (uint64_t s = 0; s <= mask; s++) slots[s] = -1;
+    for (int64_t r = 0; r < C; r++) {
+        uint64_t s = slot_of(ctx[r], bits);
+        while (slots[s] >= 0) s = (s + 1) & mask;
+        slots[s] = (int32_t)r;
     }
-    return lo < n && a[lo] == key ? lo : -1;
+}
+
+/* Row of `key` in the index built by ngram_index, or -1. */
+static int64_t find(const int64_t *ctx, const int32_t *slots, int64_t bits, int64_t key) {
+    const uint64_t mask = ((uint64_t)1 << bits) - 1;
+    for (uint64_t s = slot_of(key, bits);; s = (s + 1) & mask) {
+        int32_t r = slots[s];
+        if (r < 0 || ctx[r] == key) return r;
+    }
 }
 
 /* Interpolated Kneser-Ney log-probabilities (see lm/models/ngram.py for the tables).
  *   full [B, order-1+T] int64: the carried context, then the T symbols read
  *   logp [B, T, V] float32 output, V = 257; keys are packed in base `base` with lengths
- *   offset by len_offset, exactly as context_keys() packs them.
+ *   offset by len_offset, exactly as context_keys() packs them; slots [2^bits] is the index
+ *   that ngram_index built from ctx.
  */
 void ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
-                   int64_t len_offset, const int64_t *full, int64_t C, const int64_t *ctx,
-                   const int64_t *start, const double *gamma, const int64_t *sym,
-                   const double *disc, double *work, float *logp) {
+                   int64_t len_offset, const int64_t *full, int64_t bits, const int32_t *slots,
+                   const int64_t *ctx, const int64_t *start, const double *gamma,
+                   const int64_t *sym, const double *disc, double *work, float *logp) {
     const int64_t k = order - 1, width = k + T;
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < T; t++) {
@@ -205,7 +223,7 @@ void ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
             memset(work, 0, V * sizeof(double));
             double w = 1.0; /* product of the gammas of the longer contexts found */
             for (int64_t len = k; len >= 0; len--) {
-                int64_t row = find(ctx, C, keys[len]);
+                int64_t row = find(ctx, slots, bits, keys[len]);
                 if (row < 0) continue;
                 for (int64_t e = start[row]; e < start[row + 1]; e++) work[sym[e]] += w * disc[e];
                 w *= gamma[row];
@@ -229,17 +247,21 @@ void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
             float *p = work + c * V;
             for (int64_t v = 0; v < V; v++) p[v] = expf(lp[v]);
             float ent = 0.0f;
-            for (int64_t v = 0; v < V; v++) ent -= p[v] * (lp[v] > -1e4f ? lp[v] : -1e4f);
+            for (int64_t v = 0; v < V; v++) ent -= p[v] * fmaxf(lp[v], -1e4f);
             int64_t bin = 0;
             while (bin < E && edges[bin] < ent) bin++;
             bucket = bucket * (E + 1) + bin;
         }
         const double *w = table + bucket * K;
-        for (int64_t v = 0; v < V; v++) {
-            float s = 0.0f;
-            for (int64_t c = 0; c < K; c++) s += (float)w[c] * work[c * V + v];
-            out[n * V + v] = logf(s);
+        float *o = out + n * V;
+        float w0 = (float)w[0];
+        for (int64_t v = 0; v < V; v++) o[v] = w0 * work[v];
+        for (int64_t c = 1; c < K; c++) {
+            float wc = (float)w[c];
+            const float *p = work + c * V;
+            for (int64_t v = 0; v < V; v++) o[v] += wc * p[v];
         }
+        for (int64_t v = 0; v < V; v++) o[v] = logf(o[v]);
     }
 }
 

@@ -35,7 +35,8 @@ BUILD_TIMEOUT_S = 120  # about a second is usual
 _I, _P = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "gru_forward": [_I, _I, _I, _I] + [_P] * 10,
-    "ngram_forward": [_I] * 6 + [_P, _I] + [_P] * 7,
+    "ngram_index": [_I, _P, _I, _P],
+    "ngram_forward": [_I] * 6 + [_P, _I] + [_P] * 8,
     "mix_forward": [_I, _I, _I, _P, _I, _P, _P, _P, _P],
     "draw": [_I, _P, _P, ctypes.c_double, ctypes.c_double, _P],
 }

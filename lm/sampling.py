@@ -12,7 +12,7 @@ import numpy as np
 from lm import native
 from lm.errors import LmError
 from lm.models.base import LanguageModel
-from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE, VOCAB_SIZE, decode, decoder_states, encode
+from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE_ROWS, VOCAB_SIZE, decode, decoder_states, encode
 
 MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
@@ -74,7 +74,6 @@ def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np
     return np.minimum((cum <= u[:, None]).sum(axis=1), p.shape[1] - 1)
 
 
-_NEXT = NEXT_STATE.tolist()  # plain lists: indexing them per symbol is cheaper than numpy's
 _ALLOWED = {end: np.ascontiguousarray(np.isfinite(m), dtype=np.uint8)
             for end, m in ((True, LOG_ALLOWED), (False, _NO_END))}  # [states, V], 1 = legal
 _ALLOWED_AT = {end: m.ctypes.data for end, m in _ALLOWED.items()}  # for the compiled draw
@@ -102,7 +101,7 @@ class _Row:
         if self.pos < len(self.prefix):
             s = self.prefix[self.pos]
             self.pos += 1
-            self.dstate = max(0, _NEXT[self.dstate][s])
+            self.dstate = max(0, NEXT_STATE_ROWS[self.dstate][s])
             return s
         if self.done:
             return BOUNDARY
@@ -118,7 +117,7 @@ class _Row:
             self.done = True
             return s
         self.out.append(s)
-        self.dstate = _NEXT[self.dstate][s]
+        self.dstate = NEXT_STATE_ROWS[self.dstate][s]
         if self.dstate == 0:
             self.chars += 1
             self.done = self.chars >= self.cfg.max_chars

@@ -56,6 +56,7 @@ def _transitions() -> tuple[np.ndarray, np.ndarray]:
 
 
 ALLOWED, NEXT_STATE = _transitions()
+NEXT_STATE_ROWS = NEXT_STATE.tolist()  # the same as lists: 20x faster to index one by one
 # Additive log-mask per decoder state: 0 where allowed, -inf elsewhere.  [N_STATES, VOCAB_SIZE]
 LOG_MASK = torch.from_numpy(np.where(ALLOWED, 0.0, -np.inf).astype(np.float32))
 
@@ -97,9 +98,9 @@ def decoder_states(ids: list[int], start: int = 0) -> list[int]:
     """
     states = [start]
     s = start
-    nxt = NEXT_STATE
+    nxt = NEXT_STATE_ROWS
     for i in ids:
-        s = int(nxt[s, i])
+        s = nxt[s][i]
         if s < 0:
             s = 0
         states.append(s)
@@ -108,4 +109,6 @@ def decoder_states(ids: list[int], start: int = 0) -> list[int]:
 
 def char_spans(text: str) -> list[tuple[str, int]]:
     """Each character of `text` with its length in bytes, in order."""
+    if text.isascii():
+        return [(c, 1) for c in text]
     return [(c, len(utf8(c))) for c in text]

@@ -38,12 +38,21 @@ class _Tables:
     gamma: np.ndarray  # [C] weight left for the lower order
     sym: np.ndarray  # [E] next symbol of each entry
     disc: np.ndarray  # [E] discounted probability max(c - D, 0) / total
+    slots: np.ndarray | None = None  # [2^bits] int32 hash index of ctx, for the kernel
+    bits: int = 0
 
-    def addresses(self) -> tuple[int, ...]:
-        """Where ctx, start, gamma, sym and disc live, for the compiled kernel (asked each
-        time: a copy of the tables lives elsewhere)."""
-        return tuple(a.ctypes.data for a in (self.ctx, self.start, self.gamma, self.sym,
-                                             self.disc))
+    def kernel_args(self) -> tuple[int, ...]:
+        """The compiled kernel's view of the tables: the index size in bits, then where the
+        index, ctx, start, gamma, sym and disc live (asked each time: a copy lives elsewhere).
+        The index is built on first use, in about 10 ms per 100,000 contexts."""
+        if self.slots is None:
+            self.bits = max(4, (2 * len(self.ctx) - 1).bit_length())  # load factor <= 1/2
+            slots = np.empty(1 << self.bits, dtype=np.int32)
+            native.library().ngram_index(len(self.ctx), self.ctx.ctypes.data, self.bits,
+                                         slots.ctypes.data)
+            self.slots = slots
+        return self.bits, *(a.ctypes.data for a in (self.slots, self.ctx, self.start,
+                                                    self.gamma, self.sym, self.disc))
 
 
 def context_keys(full: np.ndarray, order: int) -> np.ndarray:
@@ -205,7 +214,7 @@ class NGram(LanguageModel):
         work = np.empty(VOCAB_SIZE)
         native.library().ngram_forward(
             b, t, self.config.order, VOCAB_SIZE, BASE, LEN_OFFSET, full.ctypes.data,
-            len(tab.ctx), *tab.addresses(), work.ctypes.data, out.data_ptr())
+            *tab.kernel_args(), work.ctypes.data, out.data_ptr())
         return out
 
     def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
@@ -225,7 +234,7 @@ class _NGramStepper(Stepper):
         tab = self.tab = model.tables()
         self.call = partial(native.library().ngram_forward, batch, 1, model.config.order,
                             VOCAB_SIZE, BASE, LEN_OFFSET)
-        self.args = (len(tab.ctx), *tab.addresses(), self.work.ctypes.data,
+        self.args = (*tab.kernel_args(), self.work.ctypes.data,
                      self.out.ctypes.data)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from lm import native, score
-from lm.models import GRU, Mix, RecurrentConfig, round_to_half
+from lm.models import GRU, Mix, NGram, NGramConfig, RecurrentConfig, round_to_half
+from lm.vocab import encode_messages
+from tests.bot.helpers import SHAKESPEARE
 from tests.lm.conftest import make
 
 pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
@@ -92,6 +94,20 @@ def test_ngram_and_mix_kernels_match_numpy(kind, monkeypatch):
     flat_ref = [s for s in (ref_state if isinstance(ref_state, tuple) else (ref_state,))]
     assert all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(flat, flat_ref,
                                                                             strict=True))
+
+
+def test_ngram_index_finds_every_context_of_a_real_corpus(monkeypatch):
+    """The kernel's hash index, on tens of thousands of contexts (probing chains included),
+    gives the distributions numpy's binary search gives, for seen and unseen contexts."""
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:40_000]
+    m = NGram(NGramConfig(order=7)).fit(encode_messages(text.split("\n\n"))).eval()
+    assert len(m.tables().ctx) > 20_000
+    ids = torch.tensor([[256, *text[5_000:5_300].encode(), *"Zyzzyva 😀 qq".encode()]])
+    got, _ = run(m, ids)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", True)
+    ref, _ = run(m, ids)
+    assert torch.allclose(got, ref, atol=1e-5)
 
 
 def test_scores_agree_with_and_without_kernels(no_kernels):
