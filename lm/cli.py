@@ -15,6 +15,7 @@ from lm.models.mix import DEFAULT_EDGES
 from lm.sampling import SampleConfig, sample
 from lm.scoring import evaluate, score
 from lm.train import TrainConfig, train
+from lm.vocab import split_messages
 
 log = logging.getLogger("lm")
 
@@ -35,8 +36,21 @@ def read_text(path: str) -> str:
         raise LmError(f"{path}: not valid UTF-8 (byte {e.start})") from e
 
 
-def _messages(text: str, lines: bool) -> list[str]:
-    return [m for m in text.split("\n") if m] if lines else [text]
+def _format(a: argparse.Namespace) -> str:
+    """The message format asked for: --format, or --lines (its older spelling)."""
+    return "lines" if a.lines else a.format
+
+
+def _train_val(text: str, fmt: str, val_frac: float) -> tuple[list[str], list[str] | None]:
+    """Training messages, and validation messages where the format has several: those after
+    the last message boundary before the split point (the same point as a stream's split, so
+    nothing validated on in one format was trained on in another). None: split the stream."""
+    if fmt == "stream":
+        return [text], None
+    cut = int(len(text) * (1 - val_frac))
+    edge = text.rfind("\n\n" if fmt == "paragraphs" else "\n", 0, cut)
+    cut = cut if edge < 0 else edge
+    return split_messages(text[:cut], fmt), split_messages(text[cut:], fmt)
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -58,12 +72,14 @@ def cmd_train(a: argparse.Namespace) -> None:
         bar.update(round(p.fraction * 100) - bar.n)
         bar.set_postfix(train=f"{p.train_loss:.3f}", val=f"{p.val_loss:.3f}")
 
-    res = train(_messages(read_text(a.data), a.lines), cfg, init=init, progress=progress)
+    msgs, val = _train_val(read_text(a.data), _format(a), cfg.val_frac)
+    res = train(msgs, cfg, init=init, progress=progress, val=val)
     bar.close()
     if a.init and a.keep_if_worse is False and not res.improved:
         raise LmError(f"not saved: validation {res.val_after:.4f} is not better than "
                       f"{res.val_before:.4f} before fine-tuning")
-    save(res.model, a.out, {**res.summary(), "data": str(a.data), "init": a.init})
+    save(res.model, a.out, {**res.summary(), "data": str(a.data), "format": _format(a),
+                            "init": a.init})
     print(json.dumps({"out": a.out, **res.summary()}))
 
 
@@ -95,7 +111,7 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
-    ev = evaluate(load(a.model), read_text(a.file), lines=a.lines, lanes=a.lanes)
+    ev = evaluate(load(a.model), read_text(a.file), split=_format(a), lanes=a.lanes)
     if a.json:
         print(json.dumps(ev.to_dict()))
     else:
@@ -107,9 +123,12 @@ def cmd_mix(a: argparse.Namespace) -> None:
     models = [load(m) for m in a.models]
     text = read_text(a.data)
     val = text[int(len(text) * 0.9):] if a.val_split else text
-    mix = fit_mix(models, _messages(val, a.lines), edges=() if a.static else DEFAULT_EDGES)
+    formats = ["lines"] if a.lines else a.format
+    msgs = [m for fmt in formats for m in split_messages(val, fmt)]
+    mix = fit_mix(models, msgs, edges=() if a.static else DEFAULT_EDGES)
     parts = [getattr(m, "summary", {}) for m in models]
-    save(mix, a.out, {"fitted_on": str(a.data), "val_split": a.val_split, "parts": parts})
+    save(mix, a.out, {"fitted_on": str(a.data), "val_split": a.val_split, "formats": formats,
+                      "parts": parts})
     print(json.dumps({"out": a.out, "weights": mix.config.weights, "edges": mix.config.edges}))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lm import cli
+from lm.vocab import MESSAGE_FORMATS
 
 
 def _positive_int(s: str) -> int:
@@ -19,10 +20,21 @@ def _model(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path, or uniform, base, base-rnn, base-ngram")
 
 
+def _formats(p: argparse.ArgumentParser, several: bool = False) -> None:
+    help_ = ("how the file splits into messages: one stream, each line, or each block between "
+             "blank lines (messages are scored from a fresh start, their ends included)")
+    if several:
+        p.add_argument("--format", nargs="+", default=["stream"], choices=MESSAGE_FORMATS,
+                       help=help_ + "; several: the text read each of those ways")
+    else:
+        p.add_argument("--format", default="stream", choices=MESSAGE_FORMATS, help=help_)
+    p.add_argument("--lines", action="store_true", help="each line a message (--format lines)")
+
+
 def _train(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a model on a text file")
     p.add_argument("--data", required=True, help="UTF-8 text file")
-    p.add_argument("--lines", action="store_true", help="each line is a message")
+    _formats(p)
     p.add_argument("--kind", default="gru", choices=["gru", "lstm", "rnn", "ngram"])
     p.add_argument("--init", help="checkpoint (or model name) to fine-tune")
     p.add_argument("--keep-if-worse", action=argparse.BooleanOptionalAction, default=True,
@@ -75,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="nats per character of a file")
     _model(p)
     p.add_argument("--file", required=True)
-    p.add_argument("--lines", action="store_true", help="each line a message (ends counted)")
+    _formats(p)
     p.add_argument("--lanes", type=_positive_int, default=1,
                    help="parallel pieces, each re-reading 256 symbols of context (faster)")
     p.add_argument("--json", action="store_true")
@@ -84,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--data", required=True, help="text to fit the weights on")
     p.add_argument("--val-split", action="store_true", help="use only its last 10%%")
-    p.add_argument("--lines", action="store_true")
+    _formats(p, several=True)
     p.add_argument("--static", action="store_true",
                    help="one fixed weight per model (default: weights by each model's entropy)")
     p.add_argument("--out", required=True)

@@ -12,7 +12,15 @@ import torch
 
 from lm.errors import LmError
 from lm.models.base import LanguageModel
-from lm.vocab import BOUNDARY, LOG_MASK, char_spans, decoder_states, encode, encode_messages
+from lm.vocab import (
+    BOUNDARY,
+    LOG_MASK,
+    char_spans,
+    decoder_states,
+    encode,
+    encode_messages,
+    split_messages,
+)
 
 LN2 = math.log(2.0)
 MAX_SCORE_CHARS = 100_000
@@ -140,21 +148,22 @@ def stream_ids(text: str) -> list[int]:
     return [BOUNDARY, *encode(text)]
 
 
-def evaluate(model: LanguageModel, text: str, lines: bool = False, lanes: int = 1,
+def evaluate(model: LanguageModel, text: str, split: str = "stream", lanes: int = 1,
              warmup: int = 256) -> Evaluation:
-    """Surprisal of `text` per character: one stream, or each line a message (ends included).
+    """Surprisal of `text` per character: one stream, or its messages (`split` as in
+    `split_messages`: "lines" or "paragraphs"), each scored from a fresh start with its end.
 
     With lanes > 1 the stream is cut into that many parallel pieces, each re-reading the
     `warmup` symbols before its start without counting them: much faster for recurrent models
     on a CPU, and equal to the single pass up to what lies beyond `warmup` symbols of context.
     """
-    if lines:
-        msgs = [m for m in text.split("\n") if m]
-        ids = encode_messages(msgs)
-        chars = sum(len(m) + 1 for m in msgs)
-    else:
+    if split == "stream":
         ids = stream_ids(text)
         chars = len(text)
+    else:
+        msgs = split_messages(text, split)
+        ids = encode_messages(msgs)
+        chars = sum(len(m) + 1 for m in msgs)
     if chars == 0:
         raise LmError("nothing to evaluate: the text is empty")
     nll = -lane_logprobs(model, ids, lanes, warmup)

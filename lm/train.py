@@ -155,10 +155,21 @@ def _lr(cfg: TrainConfig, step: int, frac: float) -> float:
 
 def train(messages: list[str] | str, cfg: TrainConfig, init: LanguageModel | None = None,
           progress: Callable[[Progress], None] | None = None,
-          cancel: threading.Event | None = None) -> TrainResult:
-    """Train a model (or fine-tune `init`) on messages; a str is one long message."""
+          cancel: threading.Event | None = None,
+          val: list[str] | None = None) -> TrainResult:
+    """Train a model (or fine-tune `init`) on messages; a str is one long message.
+
+    Validation is on the messages `val` where given, else on the last `cfg.val_frac` of the
+    messages' symbol stream (held out from training).
+    """
     msgs = [messages] if isinstance(messages, str) else list(messages)
-    train_ids, val_ids = split_stream(msgs, cfg.val_frac)
+    if val is None:
+        train_ids, val_ids = split_stream(msgs, cfg.val_frac)
+    else:
+        train_ids, val_ids = encode_messages(msgs), encode_messages(val)
+        if len(train_ids) + len(val_ids) < MIN_TRAIN_CHARS or len(val_ids) < 3:
+            raise LmError(f"corpus too small to train: {len(train_ids)} characters and "
+                          f"{len(val_ids)} to validate on, need {MIN_TRAIN_CHARS} in all")
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(init) if init is not None else build(cfg.kind, cfg.model_config())
     if isinstance(model, NGram):

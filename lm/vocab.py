@@ -11,6 +11,8 @@ what sampling draws from is what scoring measures.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
@@ -83,6 +85,23 @@ def encode_messages(messages: list[str]) -> list[int]:
         out.extend(utf8(m))
         out.append(BOUNDARY)
     return out
+
+
+MESSAGE_FORMATS = ("stream", "lines", "paragraphs")
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+
+
+def split_messages(text: str, fmt: str = "stream") -> list[str]:
+    """The messages of a text file: the whole text as one (`stream`), each non-empty line
+    (`lines`: a chat log), or each block between blank lines (`paragraphs`: a play's speeches,
+    a forum's posts), without the newlines around it."""
+    if fmt == "stream":
+        return [text]
+    if fmt == "lines":
+        return [m for m in text.split("\n") if m]
+    if fmt == "paragraphs":
+        return [p.strip("\n") for p in _BLANK_LINE.split(text) if p.strip()]
+    raise ValueError(f"unknown message format {fmt!r}: one of {', '.join(MESSAGE_FORMATS)}")
 
 
 def decode(ids: list[int]) -> str:

@@ -55,11 +55,20 @@ def quality(rep: dict) -> None:
         rows[f"ngram-{order} train seconds"] = time.perf_counter() - t
     rows["base-rnn (shipped recurrent part)"] = val_loss(lm.load("base-rnn"), val)
     rows["base (shipped default)"] = val_loss(lm.load("base"), val)
+    for name in ("base-rnn", "base-ngram", "base"):  # how the bot reads text: as messages
+        rows[f"{name}, validation speeches as messages"] = lm.evaluate(
+            lm.load(name), val, split="paragraphs", lanes=16).nats_per_char
+    rows["base, bits of <end> after a speech"] = lm.score(
+        lm.load("base"), "First Citizen:\nBefore we proceed any further, hear me speak."
+    ).per_char[-1].bits
     files = [p for p in (ROOT / "data").glob("*.pt")]
     rows["shipped files MB"] = sum(p.stat().st_size for p in files) / 1e6
     t = time.perf_counter()
-    lm.load("base")
+    base = lm.load("base")
     rows["load base seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    lm.score(base, SENTENCE)
+    rows["first score after load seconds (builds the n-gram tables)"] = time.perf_counter() - t
     rep["quality"] = rows
 
 
@@ -130,12 +139,12 @@ def finetune(rep: dict) -> None:
     rep["finetune"] = {
         "seconds": res.seconds, "steps": res.steps,
         "held-out John before/after": [res.val_before, res.val_after],
-        "KN-7 on John, Mark lines": lm.evaluate(kn_all, mark, lines=True).nats_per_char,
-        "base-rnn, Mark lines": lm.evaluate(base, mark, lines=True, lanes=16).nats_per_char,
+        "KN-7 on John, Mark lines": lm.evaluate(kn_all, mark, split="lines").nats_per_char,
+        "base-rnn, Mark lines": lm.evaluate(base, mark, split="lines", lanes=16).nats_per_char,
         "fine-tuned rnn, Mark lines":
-            lm.evaluate(res.model, mark, lines=True, lanes=16).nats_per_char,
+            lm.evaluate(res.model, mark, split="lines", lanes=16).nats_per_char,
         "channel mix (fine-tuned rnn + KN-7), Mark lines":
-            lm.evaluate(mix, mark, lines=True, lanes=16).nats_per_char,
+            lm.evaluate(mix, mark, split="lines", lanes=16).nats_per_char,
         "mix weights": list(mix.config.weights),
         "Shakespeare val, base-rnn": val_loss(base, sval),
         "Shakespeare val, fine-tuned": val_loss(res.model, sval),
@@ -167,7 +176,33 @@ def latency(rep: dict) -> None:
 
         rows[f"sample 200 chars, {name} (p50, p95 ms)"] = _percentiles(draw)
         rows[f"score 100 chars, {name} (p50, p95 ms)"] = _percentiles(score)
+    rows.update(_plain_latency())
     rep["latency"] = rows
+
+
+def _plain_latency() -> dict:
+    """The references the targets were set against, measured in the same run (this machine's
+    speed drifts by up to 2x over minutes): an eager nn.GRU-512 scoring SENTENCE in one
+    call, and sampling 200 characters in a loop of single steps."""
+    torch.manual_seed(0)
+    plain = PlainGRU().eval()
+    ids = torch.tensor([[256, *SENTENCE.encode()]])
+
+    @torch.inference_mode()
+    def score(i: int = 0) -> None:
+        logits, _ = plain(ids, None)
+        F.log_softmax(logits, dim=-1)[0, :-1].gather(1, ids[0, 1:, None]).sum()
+
+    @torch.inference_mode()
+    def draw(i: int = 0) -> None:
+        gen = torch.Generator().manual_seed(i)
+        x, h = torch.tensor([[256]]), None
+        for _ in range(200):
+            logits, h = plain(x, h)
+            x = torch.multinomial(F.softmax(logits[0, -1], dim=-1), 1, generator=gen)[None]
+
+    return {"sample 200 chars, plain eager nn.GRU-512 (p50, p95 ms)": _percentiles(draw),
+            "score 100 chars, plain eager nn.GRU-512 (p50, p95 ms)": _percentiles(score)}
 
 
 def main() -> None:

@@ -98,3 +98,33 @@ def test_ngram_train_then_mix(tmp_path):
     assert len(out["weights"]) == 1 and out["weights"][0][0] > 0.5
     info = json.loads(run("info", "--model", str(mix)).stdout)
     assert [c["kind"] for c in info["model"]["config"]["components"]] == ["ngram", "uniform"]
+
+
+SPEECHES = "".join(f"{who}:\nI speak of {what}, and of nothing else.\n\n"
+                   for who, what in [("ANNE", "roses"), ("BOB", "kings"), ("CAT", "the sea")] * 20)
+
+
+def test_paragraphs_are_messages_for_train_eval_and_mix(tmp_path):
+    data = tmp_path / "play.txt"
+    data.write_text(SPEECHES)
+    ngrams = {}
+    for fmt in ("stream", "paragraphs"):
+        ngrams[fmt] = tmp_path / f"{fmt}.pt"
+        out = json.loads(run("train", "--data", str(data), "--kind", "ngram", "--format", fmt,
+                             "--out", str(ngrams[fmt])).stdout)
+        assert 0 < out["val_chars"] < out["train_chars"]
+    info = json.loads(run("info", "--model", str(ngrams["paragraphs"])).stdout)
+    assert info["summary"]["format"] == "paragraphs"
+    end = {fmt: json.loads(run("score", "--model", str(path), "--json",
+                               "BOB:\nI speak of kings, and of nothing else.").stdout)
+           ["per_char"][-1]["bits"] for fmt, path in ngrams.items()}
+    assert end["paragraphs"] < 1 < 8 < end["stream"]  # only speeches as messages learn ends
+    ev = json.loads(run("eval", "--model", "uniform", "--file", str(data), "--format",
+                        "paragraphs", "--json").stdout)
+    speeches = [s for s in SPEECHES.split("\n\n") if s]
+    assert ev["chars"] == sum(len(s) + 1 for s in speeches)
+    mix = tmp_path / "mix.pt"
+    run("mix", "--models", str(ngrams["paragraphs"]), "uniform", "--data", str(data),
+        "--format", "stream", "paragraphs", "--static", "--out", str(mix))
+    assert json.loads(run("info", "--model", str(mix)).stdout)["summary"]["formats"] == [
+        "stream", "paragraphs"]

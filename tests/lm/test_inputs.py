@@ -8,6 +8,7 @@ import pytest
 
 from lm import LmError, SampleConfig, sample, score
 from lm.scoring import MAX_SCORE_CHARS
+from lm.vocab import split_messages
 from tests.lm.conftest import make
 
 
@@ -40,3 +41,12 @@ def test_prefix_with_emoji_and_nul_continues():
 def test_lone_surrogate_does_not_crash():
     s = score(make("uniform"), "a\ud800b")
     assert s.chars == 4
+
+
+def test_message_formats_split_as_documented():
+    text = "A:\nhi\n\n\nB:\nyo\n \t\nC: x\n"
+    assert split_messages(text) == [text]
+    assert split_messages(text, "lines") == ["A:", "hi", "B:", "yo", " \t", "C: x"]
+    assert split_messages(text, "paragraphs") == ["A:\nhi", "B:\nyo", "C: x"]
+    with pytest.raises(ValueError, match="paragraphs"):
+        split_messages(text, "verses")

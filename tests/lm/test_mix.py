@@ -24,9 +24,9 @@ def test_fitted_mix_beats_each_part_on_held_out_text():
     held_out = "\n".join(luke[100:200])
     for edges in ((), (1.0, 2.0)):
         mix = fit_mix([john, mark], luke[:100], edges=edges)
-        got = evaluate(mix, held_out, lines=True).nats_per_char
-        assert got < evaluate(john, held_out, lines=True).nats_per_char - 0.01
-        assert got < evaluate(mark, held_out, lines=True).nats_per_char - 0.01
+        got = evaluate(mix, held_out, split="lines").nats_per_char
+        assert got < evaluate(john, held_out, split="lines").nats_per_char - 0.01
+        assert got < evaluate(mark, held_out, split="lines").nats_per_char - 0.01
 
 
 def test_uniform_gets_almost_no_weight_against_a_good_model():
