@@ -41,16 +41,28 @@ def _format(a: argparse.Namespace) -> str:
     return "lines" if a.lines else a.format
 
 
-def _train_val(text: str, fmt: str, val_frac: float) -> tuple[list[str], list[str] | None]:
-    """Training messages, and validation messages where the format has several: those after
-    the last message boundary before the split point (the same point as a stream's split, so
-    nothing validated on in one format was trained on in another). None: split the stream."""
-    if fmt == "stream":
+def _formats(a: argparse.Namespace) -> list[str]:
+    """The message formats asked for where several may be: the text is read each way."""
+    return ["lines"] if a.lines else a.format
+
+
+def _train_val(text: str, formats: list[str],
+               val_frac: float) -> tuple[list[str], list[str] | None]:
+    """Training and validation messages of the text read each of `formats` ways; None for
+    validation where it is one stream, which `lm.train` splits itself. Each format splits at
+    the same point, a stream's split point (for lines and paragraphs, the last message boundary
+    before it), so no format validates on what another trained on."""
+    if formats == ["stream"]:
         return [text], None
-    cut = int(len(text) * (1 - val_frac))
-    edge = text.rfind("\n\n" if fmt == "paragraphs" else "\n", 0, cut)
-    cut = cut if edge < 0 else edge
-    return split_messages(text[:cut], fmt), split_messages(text[cut:], fmt)
+    train_msgs, val_msgs = [], []
+    for fmt in formats:
+        cut = int(len(text) * (1 - val_frac))
+        if fmt != "stream":
+            edge = text.rfind("\n\n" if fmt == "paragraphs" else "\n", 0, cut)
+            cut = cut if edge < 0 else edge
+        train_msgs += split_messages(text[:cut], fmt)
+        val_msgs += split_messages(text[cut:], fmt)
+    return train_msgs, val_msgs
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -72,13 +84,13 @@ def cmd_train(a: argparse.Namespace) -> None:
         bar.update(round(p.fraction * 100) - bar.n)
         bar.set_postfix(train=f"{p.train_loss:.3f}", val=f"{p.val_loss:.3f}")
 
-    msgs, val = _train_val(read_text(a.data), _format(a), cfg.val_frac)
+    msgs, val = _train_val(read_text(a.data), _formats(a), cfg.val_frac)
     res = train(msgs, cfg, init=init, progress=progress, val=val)
     bar.close()
     if a.init and a.keep_if_worse is False and not res.improved:
         raise LmError(f"not saved: validation {res.val_after:.4f} is not better than "
                       f"{res.val_before:.4f} before fine-tuning")
-    save(res.model, a.out, {**res.summary(), "data": str(a.data), "format": _format(a),
+    save(res.model, a.out, {**res.summary(), "data": str(a.data), "formats": _formats(a),
                             "init": a.init})
     print(json.dumps({"out": a.out, **res.summary()}))
 
@@ -123,7 +135,7 @@ def cmd_mix(a: argparse.Namespace) -> None:
     models = [load(m) for m in a.models]
     text = read_text(a.data)
     val = text[int(len(text) * 0.9):] if a.val_split else text
-    formats = ["lines"] if a.lines else a.format
+    formats = _formats(a)
     msgs = [m for fmt in formats for m in split_messages(val, fmt)]
     mix = fit_mix(models, msgs, edges=() if a.static else DEFAULT_EDGES)
     parts = [getattr(m, "summary", {}) for m in models]

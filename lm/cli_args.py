@@ -34,7 +34,7 @@ def _formats(p: argparse.ArgumentParser, several: bool = False) -> None:
 def _train(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a model on a text file")
     p.add_argument("--data", required=True, help="UTF-8 text file")
-    _formats(p)
+    _formats(p, several=True)
     p.add_argument("--kind", default="gru", choices=["gru", "lstm", "rnn", "ngram"])
     p.add_argument("--init", help="checkpoint (or model name) to fine-tune")
     p.add_argument("--keep-if-worse", action=argparse.BooleanOptionalAction, default=True,

@@ -114,7 +114,7 @@ def test_paragraphs_are_messages_for_train_eval_and_mix(tmp_path):
                              "--out", str(ngrams[fmt])).stdout)
         assert 0 < out["val_chars"] < out["train_chars"]
     info = json.loads(run("info", "--model", str(ngrams["paragraphs"])).stdout)
-    assert info["summary"]["format"] == "paragraphs"
+    assert info["summary"]["formats"] == ["paragraphs"]
     end = {fmt: json.loads(run("score", "--model", str(path), "--json",
                                "BOB:\nI speak of kings, and of nothing else.").stdout)
            ["per_char"][-1]["bits"] for fmt, path in ngrams.items()}
