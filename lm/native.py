@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
 BUILD_TIMEOUT_S = 120  # about a second is usual
+KEEP_BUILDS = 4  # cached builds kept: a few checkouts of different versions can share the cache
 _I, _P = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     "gru_forward": [_I, _I, _I, _I] + [_P] * 10,
@@ -87,11 +88,20 @@ def _build() -> ctypes.CDLL | None:
                         done.stderr.strip()[-500:])
             return None
         os.replace(tmp, target)  # atomic: another process may be building the same file
+        _prune(target.parent)
     lib = ctypes.CDLL(str(target))
     for name, args in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, _RESULTS.get(name)
     return lib
+
+
+def _prune(folder: Path, keep: int = KEEP_BUILDS) -> None:
+    """Delete all but the `keep` newest builds (older sources, other CPUs). A process that has
+    one loaded keeps its mapping: Linux frees the file only when the last user is gone."""
+    builds = sorted(folder.glob("native-*.so"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def library() -> ctypes.CDLL | None:

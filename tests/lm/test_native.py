@@ -150,3 +150,15 @@ def test_without_kernels_the_models_still_answer(env, tmp_path):
     none, nats, count = out.stdout.split()
     assert none == "True" and float(nats) > 0 and count == "1"
     assert "Traceback" not in out.stderr
+
+
+def test_only_the_newest_builds_are_kept(tmp_path):
+    for i in range(native.KEEP_BUILDS + 2):
+        f = tmp_path / f"native-{i:016x}.so"
+        f.write_bytes(b"")
+        os.utime(f, (1000 + i, 1000 + i))
+    (tmp_path / "notes.txt").write_text("not a build")
+    native._prune(tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [f"native-{i:016x}.so" for i in range(2, native.KEEP_BUILDS + 2)] + [
+        "notes.txt"]
