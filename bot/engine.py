@@ -339,22 +339,38 @@ def remove_unlisted(channel_dir: Path, keep: set[str]) -> list[str]:
 
 
 def model_nbytes(model: Any) -> int:
-    """Memory a model holds, in bytes: parameters, buffers and numpy tables it keeps."""
+    """Memory a model holds, in bytes: parameters, buffers and the inference tables its modules
+    cache (numpy arrays and tensors, inside tuples and dataclasses too: an n-gram's count tables
+    and hash index, a GRU's kernel copies), each block of memory counted once."""
     if model is None:
         return 0
+    seen: set[int] = set()
     total = 0
     for module in model.modules():
         for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
-            total += t.numel() * t.element_size()
-        total += sum(_array_bytes(v) for v in vars(module).values())
+            total += _held_bytes(t, seen)
+        total += sum(_held_bytes(v, seen) for v in vars(module).values())
     return total
 
 
-def _array_bytes(value: Any, depth: int = 0) -> int:
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    if isinstance(value, torch.Tensor) or depth > 1:
+def _held_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
+    """Bytes of the arrays in `value` not yet in `seen` (their memory addresses), which grows."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        key, size = storage.data_ptr(), storage.nbytes()
+    elif isinstance(value, np.ndarray):
+        root = value
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        key, size = root.ctypes.data, root.nbytes
+    elif depth < 4 and isinstance(value, tuple | list):
+        return sum(_held_bytes(v, seen, depth + 1) for v in value)
+    elif depth < 4 and hasattr(value, "__dataclass_fields__"):
+        return sum(_held_bytes(getattr(value, f), seen, depth + 1)
+                   for f in value.__dataclass_fields__)
+    else:
         return 0
-    if hasattr(value, "__dataclass_fields__"):
-        return sum(_array_bytes(getattr(value, f), depth + 1) for f in value.__dataclass_fields__)
-    return 0
+    if size == 0 or key in seen:
+        return 0
+    seen.add(key)
+    return size

@@ -253,10 +253,16 @@ async def test_full_queue_answers_busy_and_loses_nothing(settings) -> None:
 
 
 async def test_cache_counts_real_model_memory(core: Core) -> None:
+    """Parameters and the tables a loaded model builds (the n-gram's counts and hash index,
+    the GRU's kernel copies) are counted, memory shared between them once."""
     base = core.services.models.base
-    assert engine.model_nbytes(base.rnn) > 0
-    assert engine.model_nbytes(base.answer) >= engine.model_nbytes(base.rnn) + \
-        engine.model_nbytes(base.ngram)
+    rnn, ngram, mix = (engine.model_nbytes(m) for m in (base.rnn, base.ngram, base.answer))
+    params = sum(p.numel() * p.element_size() for p in base.rnn.parameters())
+    assert rnn > params  # the kernel's tables: per-symbol input projection, float16 copies
+    tables = base.ngram.tables()
+    assert ngram >= sum(getattr(tables, f).nbytes for f in tables.__dataclass_fields__
+                        if getattr(tables, f) is not None and f != "bits")
+    assert rnn + ngram <= mix <= rnn + ngram + 2**16  # the mix adds only its weight table
 
 
 async def test_delete_and_edit_without_the_channel(core: Core) -> None:
