@@ -24,6 +24,8 @@ from bot.settings import Settings
 from bot.store import ChannelRow, Store
 from bot.training import Trainer, progress_text
 
+CUT_MARK = "…"  # ends a sample that reached --len before the model ended it
+
 
 @dataclass(frozen=True)
 class Services:
@@ -107,8 +109,8 @@ async def _generate(ctx: Context, prefix: str) -> Reply:
     texts = await ctx.services.pool.run_batched(model, engine.generate_many,
                                                 (model, config, prefix),
                                                 ctx.services.settings.sample_batch)
-    lines = [prefix + t if t.strip() else f"{prefix}(the model ended the message here)"
-             for t in texts]
+    lines = [prefix + t + CUT_MARK * (len(t) >= config.max_chars) if t.strip()
+             else f"{prefix}(the model ended the message here)" for t in texts]
     if len(lines) > 1:
         lines = [f"{i}. {line}" for i, line in enumerate(lines, 1)]
     tag = f"[{o['model']}] " if "model" in o else ""

@@ -25,7 +25,11 @@ _NO_END[:, BOUNDARY] = NEG_INF  # for stop_at_end=False: the end symbol is never
 @dataclass(frozen=True)
 class SampleConfig:
     """How to draw: temperature > 0, optional top-k / top-p (nucleus) filtering or greedy,
-    at most `max_chars` characters per sample, `n` samples drawn together in one batch."""
+    at most `max_chars` characters per sample, `n` samples drawn together in one batch.
+
+    A sample stops when it draws the end symbol or reaches `max_chars` characters, so one of
+    exactly `max_chars` characters was cut there and a shorter one ended by itself (with
+    `stop_at_end` false, the end symbol is never drawn and every sample is cut)."""
 
     temperature: float = 1.0
     top_k: int | None = None

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+import lm
 from bot import engine
 from bot.core import Core
 from bot.messages import Attachment
@@ -285,3 +286,17 @@ async def test_fronts_add_their_commands_to_help(core: Core) -> None:
     assert "!import [N] — backfill the last N messages" in await reply_of(core, "!help")
     assert await reply_of(core, "!help import") == \
         "!import [N]\nbackfill the last N messages (moderators)"
+
+
+async def test_a_sample_cut_at_its_length_says_so(core: Core) -> None:
+    """A reply that reached --len before the model ended it ends with "…"; one that ended by
+    itself (shorter) does not. The same samples drawn directly show which is which."""
+    base = core.services.models.base.answer
+    seen = set()
+    for seed in range(16):
+        drawn = lm.sample(base, lm.SampleConfig(max_chars=12, seed=seed), prefix="Hi")[0]
+        reply = await reply_of(core, f"!continue Hi --len 12 --seed {seed}")
+        cut = len(drawn) == 12
+        assert reply == "Hi" + drawn + "…" * cut
+        seen.add(cut)
+    assert seen == {True, False}
