@@ -109,12 +109,19 @@ async def _generate(ctx: Context, prefix: str) -> Reply:
     texts = await ctx.services.pool.run_batched(model, engine.generate_many,
                                                 (model, config, prefix),
                                                 ctx.services.settings.sample_batch)
-    lines = [prefix + t + CUT_MARK * (len(t) >= config.max_chars) if t.strip()
-             else f"{prefix}(the model ended the message here)" for t in texts]
+    lines = [_shown(prefix, t, cut=len(t) >= config.max_chars) for t in texts]
     if len(lines) > 1:
         lines = [f"{i}. {line}" for i, line in enumerate(lines, 1)]
     tag = f"[{o['model']}] " if "model" in o else ""
     return Reply(tag + "\n".join(lines))
+
+
+def _shown(prefix: str, text: str, cut: bool) -> str:
+    """A sample as the reply shows it: one cut at --len ends with the mark (after its trailing
+    whitespace, which chat clients drop anyway); an empty one says that the model ended it."""
+    if cut:
+        return (prefix + text).rstrip() + CUT_MARK
+    return prefix + text if text.strip() else f"{prefix}(the model ended the message here)"
 
 
 async def babble(ctx: Context) -> Reply:
