@@ -15,7 +15,7 @@ from lm.models.mix import DEFAULT_EDGES
 from lm.sampling import SampleConfig, sample
 from lm.scoring import evaluate, score
 from lm.train import TrainConfig, train
-from lm.vocab import split_messages
+from lm.vocab import split_messages, split_messages_at
 
 log = logging.getLogger("lm")
 
@@ -56,12 +56,9 @@ def _train_val(text: str, formats: list[str],
         return [text], None
     train_msgs, val_msgs = [], []
     for fmt in formats:
-        cut = int(len(text) * (1 - val_frac))
-        if fmt != "stream":
-            edge = text.rfind("\n\n" if fmt == "paragraphs" else "\n", 0, cut)
-            cut = cut if edge < 0 else edge
-        train_msgs += split_messages(text[:cut], fmt)
-        val_msgs += split_messages(text[cut:], fmt)
+        before, after = split_messages_at(text, int(len(text) * (1 - val_frac)), fmt)
+        train_msgs += before
+        val_msgs += after
     return train_msgs, val_msgs
 
 

@@ -99,8 +99,13 @@ def _build() -> ctypes.CDLL | None:
 def _prune(folder: Path, keep: int = KEEP_BUILDS) -> None:
     """Delete all but the `keep` newest builds (older sources, other CPUs). A process that has
     one loaded keeps its mapping: Linux frees the file only when the last user is gone."""
-    builds = sorted(folder.glob("native-*.so"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in builds[keep:]:
+    builds = []
+    for p in folder.glob("native-*.so"):
+        try:
+            builds.append((p.stat().st_mtime, p))
+        except OSError:  # another process pruned it meanwhile
+            continue
+    for _, old in sorted(builds, reverse=True)[keep:]:
         old.unlink(missing_ok=True)
 
 

@@ -104,6 +104,18 @@ def split_messages(text: str, fmt: str = "stream") -> list[str]:
     raise ValueError(f"unknown message format {fmt!r}: one of {', '.join(MESSAGE_FORMATS)}")
 
 
+def split_messages_at(text: str, pos: int, fmt: str) -> tuple[list[str], list[str]]:
+    """The messages of `text` before and after `pos` (a character offset), cut at the last
+    message boundary at or before it, so no message is split (a stream is cut at `pos`)."""
+    if fmt == "lines":
+        edge = text.rfind("\n", 0, pos)
+        pos = pos if edge < 0 else edge
+    elif fmt == "paragraphs":
+        edges = [m.start() for m in _BLANK_LINE.finditer(text, 0, pos)]
+        pos = edges[-1] if edges else pos
+    return split_messages(text[:pos], fmt), split_messages(text[pos:], fmt)
+
+
 def decode(ids: list[int]) -> str:
     """Symbols back to text, dropping boundaries; invalid bytes become U+FFFD."""
     return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")

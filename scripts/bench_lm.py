@@ -53,13 +53,14 @@ def quality(rep: dict) -> None:
         ng.tables()
         rows[f"ngram-{order}"] = val_loss(ng, val)
         rows[f"ngram-{order} train seconds"] = time.perf_counter() - t
-    rows["base-rnn (shipped recurrent part)"] = val_loss(lm.load("base-rnn"), val)
-    rows["base (shipped default)"] = val_loss(lm.load("base"), val)
-    for name in ("base-rnn", "base-ngram", "base"):  # how the bot reads text: as messages
+    shipped = {name: lm.load(name) for name in ("base-rnn", "base-ngram", "base")}
+    rows["base-rnn (shipped recurrent part)"] = val_loss(shipped["base-rnn"], val)
+    rows["base (shipped default)"] = val_loss(shipped["base"], val)
+    for name, model in shipped.items():  # how the bot reads text: as messages
         rows[f"{name}, validation speeches as messages"] = lm.evaluate(
-            lm.load(name), val, split="paragraphs", lanes=16).nats_per_char
+            model, val, split="paragraphs", lanes=16).nats_per_char
     rows["base, bits of <end> after a speech"] = lm.score(
-        lm.load("base"), "First Citizen:\nBefore we proceed any further, hear me speak."
+        shipped["base"], "First Citizen:\nBefore we proceed any further, hear me speak."
     ).per_char[-1].bits
     files = [p for p in (ROOT / "data").glob("*.pt")]
     rows["shipped files MB"] = sum(p.stat().st_size for p in files) / 1e6

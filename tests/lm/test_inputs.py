@@ -8,7 +8,7 @@ import pytest
 
 from lm import LmError, SampleConfig, sample, score
 from lm.scoring import MAX_SCORE_CHARS
-from lm.vocab import split_messages
+from lm.vocab import split_messages, split_messages_at
 from tests.lm.conftest import make
 
 
@@ -50,3 +50,12 @@ def test_message_formats_split_as_documented():
     assert split_messages(text, "paragraphs") == ["A:\nhi", "B:\nyo", "C: x"]
     with pytest.raises(ValueError, match="paragraphs"):
         split_messages(text, "verses")
+
+
+def test_a_split_point_moves_back_to_the_last_message_boundary():
+    text = "A:\nhi\n \nB:\nyo there\n\nC: x"
+    cut = text.index("there")
+    assert split_messages_at(text, cut, "paragraphs") == (["A:\nhi"], ["B:\nyo there", "C: x"])
+    assert split_messages_at(text, cut, "lines") == (["A:", "hi", " ", "B:"],
+                                                      ["yo there", "C: x"])
+    assert split_messages_at(text, cut, "stream") == ([text[:cut]], [text[cut:]])

@@ -23,11 +23,16 @@ pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler 
 IDS = torch.tensor([[256, *"Wherefore art thou 😀 Ω? to be".encode()]] * 3)
 
 
-@pytest.fixture
-def no_kernels(monkeypatch):
-    """Switch the kernels off for the code under test: models take their torch path."""
+def kernels_off(monkeypatch) -> None:
+    """Switch the kernels off from here on: models take their torch path."""
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_tried", True)
+
+
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Switch the kernels off for the code under test."""
+    kernels_off(monkeypatch)
 
 
 def run(model, ids, state=None, steps=False):
@@ -86,8 +91,7 @@ def test_ngram_and_mix_kernels_match_numpy(kind, monkeypatch):
                 m.config.edges).eval()
     got, state = run(m, IDS)
     step, _ = run(m, IDS, steps=True)
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_tried", True)
+    kernels_off(monkeypatch)
     ref, ref_state = run(m, IDS)
     assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(step, ref, atol=1e-4)
     flat = [s for s in (state if isinstance(state, tuple) else (state,))]
@@ -104,8 +108,7 @@ def test_ngram_index_finds_every_context_of_a_real_corpus(monkeypatch):
     assert len(m.tables().ctx) > 20_000
     ids = torch.tensor([[256, *text[5_000:5_300].encode(), *"Zyzzyva 😀 qq".encode()]])
     got, _ = run(m, ids)
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_tried", True)
+    kernels_off(monkeypatch)
     ref, _ = run(m, ids)
     assert torch.allclose(got, ref, atol=1e-5)
 
