@@ -119,13 +119,20 @@ def cmd_score(a: argparse.Namespace) -> None:
         print(f"  {c.char!r:>10} {c.bits:7.2f} bits")
 
 
+_READINGS = {"stream": "the file as one stream from a fresh start, no end symbol",
+             "lines": "each line a message from a fresh start, its end counted as a character",
+             "paragraphs": "each block between blank lines a message from a fresh start, its "
+                           "end counted as a character"}
+
+
 def cmd_eval(a: argparse.Namespace) -> None:
-    ev = evaluate(load(a.model), read_text(a.file), split=_format(a), lanes=a.lanes)
+    fmt = _format(a)
+    ev = evaluate(load(a.model), read_text(a.file), split=fmt, lanes=a.lanes)
     if a.json:
-        print(json.dumps(ev.to_dict()))
+        print(json.dumps({**ev.to_dict(), "format": fmt}))
     else:
         print(f"{ev.nats_per_char:.4f} nats/char = {ev.bits_per_char:.4f} bits/char "
-              f"over {ev.chars} characters")
+              f"over {ev.chars} characters ({fmt}: {_READINGS[fmt]})")
 
 
 def cmd_mix(a: argparse.Namespace) -> None:

@@ -22,10 +22,13 @@ def _model(p: argparse.ArgumentParser) -> None:
 
 def _formats(p: argparse.ArgumentParser, several: bool = False) -> None:
     help_ = ("how the file splits into messages: one stream, each line, or each block between "
-             "blank lines (messages are scored from a fresh start, their ends included)")
+             "blank lines; every message is read from a fresh start with its end counted, as "
+             "the bot reads what people type. A chat export (one message a line) is 'lines'; "
+             "a play or a forum dump with blank lines between posts is 'paragraphs'")
     if several:
         p.add_argument("--format", nargs="+", default=["stream"], choices=MESSAGE_FORMATS,
-                       help=help_ + "; several: the text read each of those ways")
+                       help=help_ + "; several: the text read each of those ways (a base "
+                            "model for chat: stream lines paragraphs)")
     else:
         p.add_argument("--format", default="stream", choices=MESSAGE_FORMATS, help=help_)
     p.add_argument("--lines", action="store_true", help="each line a message (--format lines)")

@@ -18,7 +18,6 @@ from lm.vocab import (
     char_spans,
     decoder_states,
     encode,
-    encode_messages,
     split_messages,
 )
 
@@ -148,26 +147,48 @@ def stream_ids(text: str) -> list[int]:
     return [BOUNDARY, *encode(text)]
 
 
+def messages_nll(model: LanguageModel, messages: Sequence[str],
+                 max_symbols: int = 16_384) -> tuple[float, int]:
+    """Total surprisal in nats of the messages, each read from a fresh start with its end
+    symbol (what `score` gives, summed), and the number of symbols scored.
+
+    Messages of similar length are read side by side, up to `max_symbols` a pass.
+    """
+    rows = sorted(([BOUNDARY, *encode(m), BOUNDARY] for m in messages), key=len)
+    nats, count, i = 0.0, 0, 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and len(rows[j]) * (j + 1 - i) <= max_symbols:
+            j += 1
+        group = rows[i:j]
+        got = rows_logprobs(model, group, [decoder_states(r)[:-1] for r in group])
+        for k, r in enumerate(group):
+            nats -= float(got[k, : len(r) - 1].double().sum())
+            count += len(r) - 1
+        i = j
+    return nats, count
+
+
 def evaluate(model: LanguageModel, text: str, split: str = "stream", lanes: int = 1,
              warmup: int = 256) -> Evaluation:
-    """Surprisal of `text` per character: one stream, or its messages (`split` as in
-    `split_messages`: "lines" or "paragraphs"), each scored from a fresh start with its end.
+    """Surprisal of `text` per character: one stream (start symbol, no end), or its messages
+    (`split` as in `split_messages`: "lines" or "paragraphs"), each scored from a fresh start
+    with its end symbol counted, exactly as `score` scores each (the end counts as a character).
 
-    With lanes > 1 the stream is cut into that many parallel pieces, each re-reading the
+    With lanes > 1 a stream is cut into that many parallel pieces, each re-reading the
     `warmup` symbols before its start without counting them: much faster for recurrent models
     on a CPU, and equal to the single pass up to what lies beyond `warmup` symbols of context.
     """
     if split == "stream":
-        ids = stream_ids(text)
-        chars = len(text)
-    else:
-        msgs = split_messages(text, split)
-        ids = encode_messages(msgs)
-        chars = sum(len(m) + 1 for m in msgs)
-    if chars == 0:
+        if not text:
+            raise LmError("nothing to evaluate: the text is empty")
+        nll = -lane_logprobs(model, stream_ids(text), lanes, warmup)
+        return Evaluation(float(nll.double().sum()), len(text))
+    msgs = split_messages(text, split)
+    if not msgs:
         raise LmError("nothing to evaluate: the text is empty")
-    nll = -lane_logprobs(model, ids, lanes, warmup)
-    return Evaluation(float(nll.double().sum()), chars)
+    nats, _ = messages_nll(model, msgs)
+    return Evaluation(nats, sum(len(m) + 1 for m in msgs))
 
 
 def lane_logprobs(model: LanguageModel, ids: list[int], lanes: int, warmup: int,

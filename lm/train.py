@@ -1,6 +1,7 @@
 """Training written once against the model interface.
 
-Truncated backprop through time with the state carried across consecutive windows, AdamW
+Every message read from the model's initial state (`lm.batches`), truncated backprop through
+time with the state carried across the windows of a long message, AdamW
 with warm-up and cosine decay, gradient-norm clipping, validation at intervals, early stopping
 keeping the best weights, budgets in steps and in minutes, progress callbacks and cancellation.
 Counting models (the n-gram) train through the same entry point by counting.
@@ -16,13 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
+from lm.batches import Batch, MessageBatches
 from lm.errors import LmError
 from lm.models import LanguageModel, NGram, build, detach_state, round_to_half
-from lm.scoring import lane_logprobs, restricted_nll
-from lm.vocab import decoder_states, encode_messages
+from lm.scoring import messages_nll, restricted_nll
+from lm.vocab import utf8
 
 log = logging.getLogger(__name__)
 MIN_TRAIN_CHARS = 2_000  # below this there is too little to hold out a validation split
@@ -48,7 +49,6 @@ class TrainConfig:
     minutes: float | None = 10.0
     max_steps: int | None = None
     eval_every: int = 200  # steps between validations
-    eval_lanes: int = 32
     patience: int = 5  # validations without improvement before stopping
     val_frac: float = 0.1  # the last part of the data is held out
     seed: int = 0
@@ -74,7 +74,7 @@ class TrainConfig:
     def finetune(cls, minutes: float | None = 1.0, **overrides) -> TrainConfig:
         """Settings for fine-tuning a trained model on a small corpus (a chat channel's):
         a gentler learning rate, a short warm-up, frequent validation and early stopping."""
-        values = dict(lr=1e-3, warmup=10, batch=32, eval_every=20, patience=4, eval_lanes=16,
+        values = dict(lr=1e-3, warmup=10, batch=32, eval_every=20, patience=4,
                       minutes=minutes)
         return cls(**{**values, **overrides})
 
@@ -125,22 +125,39 @@ class TrainResult:
                 "val_chars": self.val_chars, "cancelled": self.cancelled}
 
 
-def split_stream(messages: list[str], val_frac: float) -> tuple[list[int], list[int]]:
-    """Symbols of the messages, cut into train (first part) and validation (last part)."""
-    ids = encode_messages(messages)
-    if len(ids) < MIN_TRAIN_CHARS:
-        raise LmError(f"corpus too small to train: {len(ids)} characters, "
+def symbols(messages: list[str]) -> int:
+    """Symbols the messages make as [B m B] rows, both boundaries counted."""
+    return sum(len(utf8(m)) + 2 for m in messages)
+
+
+def split_messages_val(messages: list[str], val_frac: float) -> tuple[list[str], list[str]]:
+    """Train (first part) and validation (last part, about `val_frac` of the symbols) messages.
+
+    Whole messages are held out; a single message (a stream) is cut in two texts.
+    """
+    total = symbols(messages)
+    if total < MIN_TRAIN_CHARS:
+        raise LmError(f"corpus too small to train: {total} characters, "
                       f"need at least {MIN_TRAIN_CHARS}")
-    cut = int(len(ids) * (1 - val_frac))
-    return ids[:cut], ids[cut - 1 :]  # validation starts with the symbol before it
+    if len(messages) == 1:
+        text = messages[0]
+        cut = int(len(text) * (1 - val_frac))
+        return [text[:cut]], [text[cut:]]
+    need, held, k = val_frac * total, 0, len(messages)
+    while k > 1 and held < need:
+        k -= 1
+        held += len(utf8(messages[k])) + 2
+    return messages[:k], messages[k:]
 
 
-def validate(model: LanguageModel, val: list[int], lanes: int) -> float:
-    """Validation loss in nats per symbol (restricted to legal UTF-8, as scoring does)."""
+def validate(model: LanguageModel, val: list[str]) -> float:
+    """Validation loss in nats per symbol: each message read from a fresh start with its end
+    symbol, exactly as `lm.score` reads it (restricted to legal UTF-8)."""
     was = model.training
     model.eval()
     try:
-        return float(-lane_logprobs(model, val, lanes, warmup=64).double().mean())
+        nats, count = messages_nll(model, val)
+        return nats / max(count, 1)
     finally:
         model.train(was)
 
@@ -159,64 +176,56 @@ def train(messages: list[str] | str, cfg: TrainConfig, init: LanguageModel | Non
           val: list[str] | None = None) -> TrainResult:
     """Train a model (or fine-tune `init`) on messages; a str is one long message.
 
+    Every message is read from the model's initial state, as scoring and sampling read it.
     Validation is on the messages `val` where given, else on the last `cfg.val_frac` of the
-    messages' symbol stream (held out from training).
+    messages (whole messages held out; a single message is cut in two).
     """
     msgs = [messages] if isinstance(messages, str) else list(messages)
     if val is None:
-        train_ids, val_ids = split_stream(msgs, cfg.val_frac)
-    else:
-        train_ids, val_ids = encode_messages(msgs), encode_messages(val)
-        if len(train_ids) + len(val_ids) < MIN_TRAIN_CHARS or len(val_ids) < 3:
-            raise LmError(f"corpus too small to train: {len(train_ids)} characters and "
-                          f"{len(val_ids)} to validate on, need {MIN_TRAIN_CHARS} in all")
+        msgs, val = split_messages_val(msgs, cfg.val_frac)
+    elif symbols(msgs) + symbols(val) < MIN_TRAIN_CHARS or not val:
+        raise LmError(f"corpus too small to train: {symbols(msgs)} characters and "
+                      f"{symbols(val)} to validate on, need {MIN_TRAIN_CHARS} in all")
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(init) if init is not None else build(cfg.kind, cfg.model_config())
     if isinstance(model, NGram):
-        return _count(model, init, train_ids, val_ids, cfg)
+        return _count(model, init, msgs, val)
     if not model.trainable:
         raise LmError(f"a {model.kind} model has nothing to train")
-    loop = _Loop(model, cfg, train_ids, val_ids, progress, cancel)
-    return loop.run(val_before=validate(init, val_ids, cfg.eval_lanes) if init else None)
+    loop = _Loop(model, cfg, msgs, val, progress, cancel)
+    return loop.run(val_before=validate(init, val) if init else None)
 
 
-def _count(model: NGram, init, train_ids, val_ids, cfg: TrainConfig) -> TrainResult:
-    """Train an n-gram: count the training split (fine-tuning adds to the old counts)."""
+def _count(model: NGram, init, msgs: list[str], val: list[str]) -> TrainResult:
+    """Train an n-gram: count the training messages (fine-tuning adds to the old counts)."""
     t0 = time.monotonic()
-    before = validate(init, val_ids, cfg.eval_lanes) if init is not None else None
-    old = model.tokens.numpy().tolist() if init is not None else []
-    model.fit(old + train_ids)
-    val = validate(model, val_ids, cfg.eval_lanes)
-    return TrainResult(model.eval(), before, val, 0, time.monotonic() - t0,
-                       len(train_ids), len(val_ids))
+    before = validate(init, val) if init is not None else None
+    model.fit_messages(msgs, keep=init is not None)
+    after = validate(model, val)
+    return TrainResult(model.eval(), before, after, 0, time.monotonic() - t0,
+                       symbols(msgs), symbols(val))
 
 
 class _Loop:
     """One gradient-training run: the state of the loop, kept out of the public function."""
 
-    def __init__(self, model: LanguageModel, cfg: TrainConfig, train_ids: list[int],
-                 val_ids: list[int], progress, cancel) -> None:
+    def __init__(self, model: LanguageModel, cfg: TrainConfig, msgs: list[str],
+                 val: list[str], progress, cancel) -> None:
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise LmError("--device cuda was asked for but no CUDA device is available")
         self.dev = torch.device(cfg.device)
         self.model = model.to(self.dev).train()
-        self.cfg, self.val_ids = cfg, val_ids
+        self.cfg, self.val = cfg, val
         self.bf16 = cfg.autocast_bf16()
         self.progress, self.cancel = progress, cancel
-        # Small corpora get fewer lanes, so that each lane holds a few windows.
-        self.batch = max(1, min(cfg.batch, (len(train_ids) - 1) // (4 * cfg.bptt)))
-        n = (len(train_ids) - 1) // self.batch
-        if n < 3:
-            raise LmError(f"corpus too small to train: {len(train_ids)} symbols")
-        ds = decoder_states(train_ids)[:-1]
-        # Lanes: the stream cut into `batch` contiguous rows, each read left to right.
-        self.data = torch.tensor(train_ids[: self.batch * n]).view(self.batch, n).to(self.dev)
-        self.dstates = torch.tensor(ds[: self.batch * n]).view(self.batch, n).to(self.dev)
-        self.bptt = min(cfg.bptt, n - 1)
+        self.train_chars = symbols(msgs)
+        if self.train_chars < 3 * min(cfg.bptt, 16):
+            raise LmError(f"corpus too small to train: {self.train_chars} symbols")
+        # Small corpora get smaller steps, so that a pass holds a few of them.
+        tokens = max(cfg.bptt, min(cfg.batch * cfg.bptt, self.train_chars // 4))
+        self.batches = MessageBatches(msgs, cfg.bptt, tokens, cfg.seed)
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
                                      weight_decay=cfg.weight_decay)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.train_chars = len(train_ids)
 
     def _fraction(self, step: int, seconds: float) -> float:
         c = self.cfg
@@ -224,10 +233,18 @@ class _Loop:
                  seconds / (c.minutes * 60) if c.minutes else 0.0]
         return max(parts)
 
-    def _step(self, x, y, ds, state, lr: float):
+    def _state(self, batch: Batch, lanes):
+        """The state a step starts from: fresh rows, or lanes carried with some reset."""
+        rows = batch.x.shape[0]
+        if batch.reset is None or lanes is None or bool(batch.reset.all()):
+            return self.model.initial_state(rows)
+        return self.model.reset_state(lanes, batch.reset)
+
+    def _step(self, batch: Batch, state, lr: float):
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            scores, state = self.model.logits(x, state)  # [B, T, V]
-        loss = restricted_nll(scores.float(), ds, y).mean()
+            scores, state = self.model.logits(batch.x, state)  # [B, T, V]
+        nll = restricted_nll(scores.float(), batch.states, batch.y)  # [B, T]
+        loss = (nll * batch.mask).sum() / batch.mask.sum().clamp_min(1)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
@@ -240,25 +257,21 @@ class _Loop:
         cfg, t0 = self.cfg, time.monotonic()
         if not cfg.max_steps and not cfg.minutes:
             raise LmError("give a budget: max_steps or minutes")
-        best, best_weights, bad, step, pos = math.inf, None, 0, 0, 0
-        state, ema, history, cancelled = None, None, [], False
-        n = self.data.shape[1]
+        best, best_weights, bad, step = math.inf, None, 0, 0
+        lanes, ema, history, cancelled = None, None, [], False
         while True:
             frac = self._fraction(step, time.monotonic() - t0)
             cancelled = self.cancel is not None and self.cancel.is_set()
             if frac >= 1 or cancelled:
                 break
-            if state is None or pos + self.bptt + 1 > n:  # new pass: fresh state, new offset
-                pos = int(self.rng.integers(0, max(1, min(self.bptt, n - self.bptt))))
-                state = self.model.initial_state(self.batch)
-            sl = slice(pos, pos + self.bptt)
-            nx = slice(pos + 1, pos + self.bptt + 1)
-            loss, state = self._step(self.data[:, sl], self.data[:, nx], self.dstates[:, nx],
-                                     state, _lr(cfg, step, frac))
+            batch = next(self.batches).to(self.dev)
+            loss, state = self._step(batch, self._state(batch, lanes), _lr(cfg, step, frac))
+            if batch.reset is not None:
+                lanes = state
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-            step, pos = step + 1, pos + self.bptt
+            step += 1
             if step % cfg.eval_every == 0:
-                val = validate(self.model, self.val_ids, cfg.eval_lanes)
+                val = validate(self.model, self.val)
                 history.append((step, ema, val))
                 if val < best:
                     best, bad = val, 0
@@ -270,7 +283,7 @@ class _Loop:
                     log.info("early stop at step %d: no improvement in %d validations", step, bad)
                     break
         if step and (not history or history[-1][0] != step):
-            val = validate(self.model, self.val_ids, cfg.eval_lanes)
+            val = validate(self.model, self.val)
             history.append((step, ema, val))
             if val < best:
                 best, best_weights = val, copy.deepcopy(self.model.state_dict())
@@ -279,13 +292,13 @@ class _Loop:
             self.model.load_state_dict(best_weights)
         if step:  # the weights returned are float16 values (see round_to_half), measured as such
             round_to_half(self.model)
-            best = validate(self.model, self.val_ids, cfg.eval_lanes)
+            best = validate(self.model, self.val)
         elif val_before is not None:
             best = val_before
         else:
-            best = validate(self.model, self.val_ids, cfg.eval_lanes)
+            best = validate(self.model, self.val)
         return TrainResult(self.model.cpu().eval(), val_before, best, step,
-                           time.monotonic() - t0, self.train_chars, len(self.val_ids),
+                           time.monotonic() - t0, self.train_chars, symbols(self.val),
                            cancelled, history)
 
     def _report(self, step, t0, ema, val, best) -> None:

@@ -40,6 +40,11 @@ class LanguageModel(nn.Module):
         """
         raise NotImplementedError
 
+    def reset_state(self, state: State, fresh: torch.Tensor) -> State:
+        """`state` with the sequences where fresh [B] (bool) is true back at the initial state
+        (training's lanes start a new message there). Models trained by gradient implement it."""
+        raise NotImplementedError(f"a {self.kind} model is not trained in lanes")
+
     def logits(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Unnormalised scores [B, T, 257] whose log-softmax is `forward`'s output.
 
@@ -110,6 +115,15 @@ def map_state(fn, state: State) -> State:
     if isinstance(state, torch.Tensor):
         return fn(state)
     return tuple(map_state(fn, s) for s in state)
+
+
+def map_state2(fn, a: State, b: State) -> State:
+    """Apply `fn` to the matching tensors of two states of the same structure."""
+    if a is None:
+        return None
+    if isinstance(a, torch.Tensor):
+        return fn(a, b)
+    return tuple(map_state2(fn, x, y) for x, y in zip(a, b, strict=True))
 
 
 def detach_state(state: State) -> State:

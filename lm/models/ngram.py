@@ -16,7 +16,7 @@ import torch
 
 from lm import native
 from lm.models.base import LanguageModel, State, Stepper
-from lm.vocab import VOCAB_SIZE
+from lm.vocab import BOUNDARY, VOCAB_SIZE, encode_messages
 
 PAD = 257
 BASE = 258
@@ -100,10 +100,28 @@ def _order_table(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]
     return uctx, first, left / total, sym, disc
 
 
+def message_context_keys(tokens: np.ndarray, order: int) -> np.ndarray:
+    """Keys [L-1, order] of the contexts before tokens[1:], each message counted from its own
+    start context: what lies before the last boundary symbol reads as padding, as a message
+    scored alone sees it (KenLM's <s>); the boundary itself stays in the context."""
+    n = len(tokens)
+    at = np.where(tokens == BOUNDARY, np.arange(n), -1)
+    last = np.maximum.accumulate(at)[:-1]  # [L-1] last boundary at or before each context end
+    j = np.arange(1, n)  # target positions
+    keys = np.zeros((n - 1, order), dtype=np.int64)
+    acc = np.zeros(n - 1, dtype=np.int64)
+    for length in range(1, order):
+        idx = j - length
+        sym = np.where((idx >= 0) & (idx >= last), tokens[np.maximum(idx, 0)], PAD)
+        acc = acc + sym * BASE ** (length - 1)
+        keys[:, length] = acc + length * LEN_OFFSET
+    return keys
+
+
 def build_tables(tokens: np.ndarray, order: int) -> _Tables:
-    """Count a symbol stream into interpolated Kneser-Ney tables."""
-    full = np.concatenate([np.full(order - 1, PAD), tokens]).astype(np.int64)[None, :]
-    keys = context_keys(full[:, :-1], order)[0]  # [L-1, order]: context before each target
+    """Count a symbol stream B m1 B m2 B ... into interpolated Kneser-Ney tables."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    keys = message_context_keys(tokens, order)  # [L-1, order]: context before each target
     nxt = tokens[1:].astype(np.int64)
     parts = []
     higher = None
@@ -170,10 +188,18 @@ class NGram(LanguageModel):
         self._tables: tuple[int, _Tables] | None = None
 
     def fit(self, tokens: list[int] | np.ndarray) -> NGram:
-        """Count a symbol stream (it should start with the boundary symbol)."""
+        """Count a symbol stream B m1 B m2 B ... (each message from its own start context)."""
         self.tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int16))
         self._tables = None
         return self
+
+    def fit_messages(self, messages: list[str], keep: bool = False) -> NGram:
+        """Count messages; with `keep`, added to the messages already counted."""
+        new = encode_messages(messages)
+        old = self.tokens.numpy().astype(np.int64).tolist() if keep else []
+        if old and old[-1] == BOUNDARY:  # one boundary ends the old and starts the new
+            new = new[1:]
+        return self.fit(old + new)
 
     def build_args(self) -> dict:
         return {"n_tokens": len(self.tokens)}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lm import native
-from lm.models.base import LanguageModel, State, Stepper, half_exact
+from lm.models.base import LanguageModel, State, Stepper, half_exact, map_state2
 from lm.vocab import VOCAB_SIZE
 
 
@@ -51,6 +51,11 @@ class Recurrent(LanguageModel):
         c = self.config
         h = torch.zeros(c.layers, batch, c.hidden, device=self.head.weight.device)
         return (h, h.clone()) if self.cell == "lstm" else h
+
+    def reset_state(self, state: State, fresh: torch.Tensor) -> State:
+        init = self.initial_state(fresh.shape[0])
+        keep = fresh.view(1, -1, 1)  # states are [layers, B, H]
+        return map_state2(lambda s, i: torch.where(keep, i, s), state, init)
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if not self.training and not torch.is_grad_enabled():

@@ -10,15 +10,23 @@ import torch
 from lm.models import NGram, NGramConfig
 from lm.models.ngram import PAD
 from lm.scoring import evaluate, lane_logprobs
-from lm.vocab import VOCAB_SIZE, encode_messages
+from lm.vocab import BOUNDARY, VOCAB_SIZE, encode_message, encode_messages
+
+
+def own_history(tokens: list[int], i: int, order: int) -> tuple[int, ...]:
+    """The order-1 symbols before tokens[i + 1], as a message read alone sees them: from its
+    own start (the last boundary), padded before it."""
+    start = max(j for j in range(i + 1) if tokens[j] == BOUNDARY)
+    hist = [PAD] * (order - 1) + tokens[start : i + 1]
+    return tuple(hist[len(hist) - order + 1 :])
 
 
 def reference_kn(tokens: list[int], order: int):
-    """Interpolated modified Kneser-Ney, written the slow and obvious way."""
-    seq = [PAD] * (order - 1) + tokens
+    """Interpolated modified Kneser-Ney, written the slow and obvious way; every message is
+    counted from its own start context (KenLM's <s>)."""
     grams = Counter()
-    for i in range(order - 1, len(seq) - 1):
-        grams[tuple(seq[i - order + 2 : i + 1]), seq[i + 1]] += 1
+    for i in range(len(tokens) - 1):
+        grams[own_history(tokens, i, order), tokens[i + 1]] += 1
     counts = {order - 1: grams}
     for length in range(order - 2, -1, -1):
         cont = Counter()
@@ -28,9 +36,12 @@ def reference_kn(tokens: list[int], order: int):
     tables = {}
     for length, c in counts.items():
         n = [sum(1 for v in c.values() if v == k) for k in range(1, 5)]
-        y = n[0] / (n[0] + 2 * n[1])
-        d = [0, 1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]
-        d = [0.0] + [min(max(v, 0.1), k) for k, v in enumerate(d[1:], start=1)]
+        if min(n[:3]) == 0:  # too few distinct counts: the fixed discounts
+            d = [0.0, 0.5, 1.0, 1.5]
+        else:
+            y = n[0] / (n[0] + 2 * n[1])
+            d = [0, 1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]
+            d = [0.0] + [min(max(v, 0.1), k) for k, v in enumerate(d[1:], start=1)]
         rows = defaultdict(dict)
         for (ctx, x), v in c.items():
             rows[ctx][x] = v
@@ -61,11 +72,23 @@ def test_matches_reference_implementation():
     order = 4
     ref = reference_kn(tokens, order)
     m = NGram(NGramConfig(order=order)).fit(tokens)
-    probe = encode_messages(["abrac", "zz", "barb"])
+    for text in ["abrac", "zz", "barb"]:
+        probe = encode_message(text)
+        with torch.inference_mode():
+            logp, _ = m(torch.tensor([probe]), m.initial_state(1))
+        for t in range(len(probe)):
+            np.testing.assert_allclose(logp[0, t].exp().numpy(), ref(probe[: t + 1]),
+                                       atol=1e-6)
+
+
+def test_every_message_starts_from_its_own_start_context():
+    # Most messages start with "b"; the first counted starts with "a". Counted as one stream
+    # with a padded history, the start context would occur once and predict "a" alone.
+    m = NGram(NGramConfig(order=4)).fit(encode_messages(["abc"] + ["bcd", "bce", "bde"] * 5))
     with torch.inference_mode():
-        logp, _ = m(torch.tensor([probe]), m.initial_state(1))
-    for t in range(len(probe)):
-        np.testing.assert_allclose(logp[0, t].exp().numpy(), ref(probe[: t + 1]), atol=1e-6)
+        logp, _ = m(torch.tensor([[BOUNDARY]]), m.initial_state(1))
+    first = logp[0, 0].exp()
+    assert first[ord("b")] > 0.8 and first[ord("a")] < 0.1
 
 
 def test_no_symbol_ever_gets_probability_zero():

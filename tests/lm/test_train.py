@@ -14,7 +14,7 @@ from tests.lm.conftest import TEXT as SHORT
 TEXT = SHORT * 3
 
 SMALL = dict(hidden=32, embed=16, batch=8, bptt=32, lr=1e-2, warmup=5, eval_every=10,
-             minutes=None, eval_lanes=4)
+             minutes=None)
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm", "rnn"])
