@@ -3,10 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # PyTorch's CPU wheel is pinned and installed first: a looser requirement would pull a
-# multi-GB CUDA build. pyproject.toml itself only states a range (torch>=2.4).
+# multi-GB CUDA build. pyproject.toml itself only states a range (torch>=2.4). A folder that
+# holds the wheel on local disk is named the standard way: PIP_FIND_LINKS in the environment.
 TORCH := torch==2.13.0
-# Where this machine keeps that wheel on local disk (used only if the folder exists).
-FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: run test lint bench-lm bench-bot clean
 
@@ -15,7 +14,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q $(FIND_LINKS) $(TORCH)
+	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e .
 	touch $@
 

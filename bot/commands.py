@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lm
-from bot import engine, plots, replies
+from bot import engine, forgetting, plots, replies
 from bot.channel_models import ChannelModelSource
 from bot.corpus import Corpus
 from bot.errors import PermissionDenied, UserError
@@ -274,47 +274,6 @@ async def model(ctx: Context) -> Reply:
     return Reply("\n".join(dict.fromkeys(lines)))
 
 
-async def forget(ctx: Context) -> Reply:
-    """!forget me | !forget all: remove your text, or (moderators) the whole corpus and model."""
-    svc, ch, what = ctx.services, ctx.channel, ctx.text.lower()
-    if what == "me":
-        return await _forget_me(ctx)
-    if what != "all":
-        raise UserError("usage: !forget me (your messages) or !forget all (moderators)")
-    ctx.require_moderator("!forget all")
-    await svc.trainer.stop(ch, "`!forget all`")
-    await svc.corpus.flush()
-    removed, _ = await svc.store.forget_channel(ch.id)
-    svc.models.forget(ch.id)
-    await svc.trainer.tidy(ch, patient=True)  # Busy here: `!forget all` again finishes it
-    return Reply(f"forgot this channel: {removed:,} messages and every trained model are gone; "
-                 "the shipped base model answers here again")
-
-
-async def _forget_me(ctx: Context) -> Reply:
-    """Remove the caller's rows, then rewrite the channel's checkpoints without their text."""
-    svc, ch = ctx.services, ctx.channel
-    removed = await svc.corpus.forget_author(ch.id, ctx.msg.author_id)
-    svc.models.forget(ch.id, "ngram")
-    head = (f"removed {removed:,} message{'s' if removed != 1 else ''} you contributed here")
-    if removed == 0 and ch.id not in svc.trainer.unscrubbed:
-        return Reply(head)
-    # Busy from here on: the rows are gone and `!forget me` again finishes the rewrite.
-    stopped, done = await svc.trainer.scrub(ch)
-    parts = [head]
-    if stopped:
-        parts.append("the running training was cancelled, as it had read them")
-    if done.rewritten:
-        parts.append(f"the n-gram of each of this channel's {done.rewritten} stored model "
-                     f"version{'s' if done.rewritten != 1 else ''} was recounted without them")
-    if done.rewritten or stopped:
-        parts.append("the RNN's weights hold no verbatim text, but were trained on it: the "
-                     "next `!train` learns without it")
-    else:
-        parts.append("the next `!train` learns without them")
-    return Reply("; ".join(parts))
-
-
 async def help_(ctx: Context) -> Reply:
     """!help [command]: what the commands do."""
     p = ctx.services.settings.command_prefix
@@ -352,9 +311,12 @@ def build_commands(s: Settings) -> dict[str, Command]:
                 "fine-tune this channel's model on its corpus (moderators)", train, (minutes,)),
         Command("model", "model [rollback]",
                 "which model answers here; rollback goes back a version (moderators)", model),
-        Command("forget", "forget me | forget all",
-                "remove your messages; all: empty the corpus and drop the model (moderators)",
-                forget),
+        Command("forget", "forget me [everywhere] | forget all",
+                "remove your messages here (or everywhere) and store none again until `!optin`;"
+                " all: empty the corpus and drop the model (moderators)", forgetting.forget),
+        Command("optin", "optin [everywhere]",
+                "let listening and imports store your messages again after `!forget me`",
+                forgetting.optin),
         Command("help", "help [command]", "this list", help_, cooldown=False),
     ]
     return {c.name: c for c in table}

@@ -90,7 +90,7 @@ class Core:
             await store.close()
             raise
         corpus = Corpus(store, settings)
-        corpus.start()
+        await corpus.start()
         trainer = Trainer(settings, pool, store, models)
         services = Services(settings, store, pool, corpus, models, trainer,
                             build_commands(settings), [])

@@ -3,6 +3,11 @@
 Listened messages are buffered and written in batches (every `listen_flush_s` seconds, or at
 `listen_batch` messages, and always on close); everything else is written at once. Reads that
 must see every message (`!corpus`, `!train`, `!forget`) flush first.
+
+Someone who asked to be forgotten stays forgotten: their opt-out (per channel, or everywhere
+on a platform) is kept in the database and in memory, and listening and imports store nothing
+of theirs until they opt in again. An erasure ends with the WAL emptied, so the text leaves
+every file; one that fails (a full disk) is queued and retried until it succeeds.
 """
 
 from __future__ import annotations
@@ -10,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import PurePath
 
-from bot.errors import UserError
+from bot.errors import StoreError, UserError
 from bot.messages import Attachment, Incoming
 from bot.settings import Settings
-from bot.store import NewMessage, Store
+from bot.store import EVERYWHERE, NewMessage, Store
 
 log = logging.getLogger(__name__)
+ERASE_RETRY_S = 30.0  # between retries of an erasure the database refused
 
 
 def chunk_text(text: str, max_chars: int) -> list[str]:
@@ -57,18 +64,45 @@ class Corpus:
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one flush at a time
         self.full: set[int] = set()  # channels whose corpus hit the cap while listening
+        self._optouts: set[tuple[str, str, str]] = set()  # (platform, scope, author id)
+        self.erasures: list[Callable[[], Awaitable[object]]] = []  # failed, to retry in order
+        self.retry_s = ERASE_RETRY_S
+        self._retrier: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Start the background task that writes buffered messages."""
+    async def start(self) -> None:
+        """Read the opt-outs; start the background task that writes buffered messages."""
+        self._optouts = await self._store.optouts()
         self._flusher = asyncio.create_task(self._flush_loop(), name="corpus-flush")
 
     async def close(self) -> None:
-        """Stop the background writer and write everything still buffered."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        """Stop the background tasks and write everything still buffered."""
+        for task in (self._flusher, self._retrier):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.flush()
 
+    def opted_out(self, platform: str, channel_key: str, author_id: str) -> bool:
+        """Whether this author asked that nothing of theirs be stored in this channel."""
+        return (platform, channel_key, author_id) in self._optouts \
+            or (platform, EVERYWHERE, author_id) in self._optouts
+
+    async def set_optout(self, platform: str, scope: str, author_id: str, out: bool) -> bool:
+        """Record or lift an opt-out (scope: a channel key or EVERYWHERE); whether it changed.
+        In memory at once, so a failed write (a full disk) still stores nothing new of theirs."""
+        key = (platform, scope, author_id)
+        changed = (key in self._optouts) != out
+        if out:
+            self._optouts.add(key)
+        else:
+            self._optouts.discard(key)
+        try:
+            await self._store.set_optout(platform, scope, author_id, out)
+        except (sqlite3.Error, StoreError):
+            if not out:
+                raise
+            log.warning("opt-out of %s kept in memory only: the database refused it", platform)
+        return changed
     @property
     def pending(self) -> int:
         """Messages buffered and not yet written."""
@@ -85,7 +119,10 @@ class Corpus:
                 log.exception("writing %d listened message(s) failed; will retry", self.pending)
 
     def listen(self, channel: int, msg: Incoming) -> bool:
-        """Buffer an ordinary message for a listening channel; False if it is too long."""
+        """Buffer an ordinary message for a listening channel; False if it is too long or its
+        author opted out."""
+        if self.opted_out(msg.platform, msg.channel_id, msg.author_id):
+            return False
         if len(msg.text) > self._settings.max_message_chars:
             log.info("not storing a %d-character message (cap %d)", len(msg.text),
                      self._settings.max_message_chars)
@@ -167,6 +204,8 @@ class Corpus:
         room = await self._room(channel)
         rows = []
         for m in msgs:
+            if self.opted_out(m.platform, m.channel_id, m.author_id):
+                continue
             if len(m.text) <= min(room, self._settings.max_message_chars):
                 rows.append(NewMessage(m.author_id, m.author_name, m.text, "import",
                                        m.message_id))
@@ -190,7 +229,10 @@ class Corpus:
         """Remove a platform message from the corpus (buffered or stored)."""
         async with self._lock:  # not while a flush is writing it
             buffered = self._unbuffer(channel, message_id)
-            return await self._store.delete_platform_message(channel, message_id) > 0 or buffered
+            stored = await self._store.delete_platform_message(channel, message_id) > 0
+        if stored:
+            await self._empty_wal()
+        return stored or buffered
 
     async def edit(self, channel: int, message_id: str, text: str) -> bool:
         """Update an edited message's text (buffered or stored)."""
@@ -200,9 +242,53 @@ class Corpus:
                     self._pending[channel][i] = NewMessage(m.author_id, m.author_name, text,
                                                            m.source, message_id)
                     return True
-            return await self._store.edit_platform_message(channel, message_id, text) > 0
+            changed = await self._store.edit_platform_message(channel, message_id, text) > 0
+        if changed:
+            await self._empty_wal()  # the old text must not stay in the WAL
+        return changed
+
+    async def _empty_wal(self) -> None:
+        try:
+            await self._store.truncate_wal()
+        except (StoreError, sqlite3.Error):
+            log.warning("the WAL could not be emptied now; retrying later")
+            self.queue_erasure(self._store.truncate_wal)
 
     async def forget_author(self, channel: int, author_id: str) -> int:
-        """Remove everything one author gave a channel; the number of messages removed."""
+        """Remove everything one author gave a channel, out of every database file; the number
+        of messages removed. StoreError when the database refused (the caller queues it)."""
         await self.flush()
-        return await self._store.forget_author(channel, author_id)
+        return await self._erase(self._store.forget_author(channel, author_id))
+
+    async def forget_author_everywhere(self, platform: str, author_id: str) -> dict[int, int]:
+        """Remove an author's messages from every channel of a platform: {channel: removed}."""
+        await self.flush()
+        return await self._erase(self._store.forget_author_everywhere(platform, author_id))
+
+    async def _erase(self, deletion):
+        """Run a deletion, then empty the WAL; StoreError when either failed."""
+        try:
+            done = await deletion
+            await self._store.truncate_wal()
+        except sqlite3.Error as err:
+            raise StoreError(f"the database refused the erasure: {err}") from err
+        return done
+
+    def queue_erasure(self, erase: Callable[[], Awaitable[object]]) -> None:
+        """Retry an erasure that failed, every `retry_s` seconds until it succeeds. `erase`
+        does all of it (rows, WAL, checkpoints) and raises StoreError when it fails again."""
+        self.erasures.append(erase)
+        if self._retrier is None or self._retrier.done():
+            self._retrier = asyncio.create_task(self._retry_erasures(), name="erasure-retry")
+
+    async def _retry_erasures(self) -> None:
+        while self.erasures:
+            await asyncio.sleep(self.retry_s)
+            try:
+                await self.erasures[0]()
+            except (StoreError, sqlite3.Error, OSError) as err:
+                log.warning("a queued erasure failed again, retrying in %g s: %s",
+                            self.retry_s, err)
+                continue
+            self.erasures.pop(0)
+            log.info("a queued erasure succeeded")

@@ -4,13 +4,20 @@ One long-lived aiosqlite connection (its own thread), WAL mode, a busy timeout, 
 versioned with `PRAGMA user_version` and migrated forward at open. Parameters only.
 Channels are keyed by (platform, channel id), so platforms share one file and never each other's
 rows. Checkpoints are files; the `models` table points at their folders.
+
+Forgotten text leaves every file: `secure_delete` zeroes deleted rows in the database file, and
+each erasure ends with a WAL checkpoint that truncates the `-wal` file (which would otherwise
+keep the old pages). One process owns a database: `open` takes an exclusive lock on a `.lock`
+file beside it and says who holds it when it cannot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -67,7 +74,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX messages_by_platform_id ON messages (platform_msg_id);
     """,
+    # 3: who asked to be forgotten: listening and imports store nothing of theirs there
+    # (scope: a channel key, or '*' for every channel of the platform).
+    """
+    CREATE TABLE optouts (
+        platform TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        author_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (platform, scope, author_id)
+    );
+    """,
 )
+EVERYWHERE = "*"  # an opt-out's scope that covers every channel of a platform
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -118,6 +137,36 @@ class ModelRow:
     created_at: float
 
 
+def _lock(path: Path) -> int:
+    """Take the exclusive lock that makes one process the owner of the database at `path`;
+    the lock file records the owner's pid. StoreError naming the holder when it is taken."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise StoreError(f"cannot open {lock_path}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(f"database {path} is in use by another bot process (pid {holder}); "
+                         "stop it first, or give this one its own --db") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _private(path: Path) -> None:
+    """Create the database file readable by its owner only (it holds people's messages)."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory; give the database a file name")
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as err:
+        raise StoreError(f"cannot open database {path}: {err.strerror}") from None
+
+
 def _model(row: Sequence[Any]) -> ModelRow:
     return ModelRow(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
 
@@ -128,24 +177,37 @@ _MODEL_COLS = "id, channel, version, path, kind, metrics, created_at"
 class Store:
     """Async access to the bot's database. Create with `await Store.open(path)`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, lock_fd: int) -> None:
         self._db = db
         self.path = path
+        self._lock_fd = lock_fd
         self._write = asyncio.Lock()  # one connection: transactions must not interleave
 
     @classmethod
     async def open(cls, path: Path, busy_timeout_s: float = 5.0) -> Store:
-        """Open (creating if needed) and migrate the database; StoreError if locked or foreign."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        store = cls(db, path)
+        """Open (creating if needed) and migrate the database; StoreError if another process
+        holds it, or it cannot be created, read or written."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as err:
+            raise StoreError(f"cannot create the database folder {path.parent}: "
+                             f"{err.strerror}") from None
+        lock_fd = _lock(path)
+        try:
+            _private(path)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        store = cls(db, path, lock_fd)
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA secure_delete = ON")
             await store._migrate()
         except BaseException as err:
-            await db.close()
+            await store.close()
             if not isinstance(err, sqlite3.DatabaseError):
                 raise
             if "locked" in str(err) or "busy" in str(err):
@@ -155,8 +217,22 @@ class Store:
         return store
 
     async def close(self) -> None:
-        """Close the connection (pending transactions are already committed)."""
-        await self._db.close()
+        """Close the connection (pending transactions are already committed), then the lock."""
+        try:
+            await self._db.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+    async def truncate_wal(self) -> None:
+        """Copy the WAL into the database and empty it, so deleted rows leave the `-wal` file
+        too. StoreError when the checkpoint could not finish (a reader in the way, a full
+        disk): the caller retries."""
+        async with self._write:
+            row = await self._one("PRAGMA wal_checkpoint(TRUNCATE)")
+        if row is not None and row[0]:
+            raise StoreError("the database's write-ahead log could not be emptied yet")
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -201,6 +277,13 @@ class Store:
         row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
                               "corpus_rev FROM channels WHERE platform = ? AND channel_key = ?",
                               (platform, key))
+        return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
+                                                    row[4], row[5])
+
+    async def channel_by_id(self, channel: int) -> ChannelRow | None:
+        """A channel's row by its row id."""
+        row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
+                              "corpus_rev FROM channels WHERE id = ?", (channel,))
         return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
                                                     row[4], row[5])
 
@@ -288,6 +371,31 @@ class Store:
         """Remove everything one author contributed to a channel; the number of rows removed."""
         return await self._delete("DELETE FROM messages WHERE channel = ? AND author_id = ?",
                                   channel, (channel, author_id))
+
+    async def forget_author_everywhere(self, platform: str, author_id: str) -> dict[int, int]:
+        """Remove an author's messages from every channel of a platform: {channel: removed}."""
+        found = await self._all("SELECT DISTINCT m.channel FROM messages m JOIN channels c ON "
+                                "c.id = m.channel WHERE c.platform = ? AND m.author_id = ?",
+                                (platform, author_id))
+        return {r[0]: await self.forget_author(r[0], author_id) for r in found}
+
+    async def set_optout(self, platform: str, scope: str, author_id: str, out: bool) -> bool:
+        """Record (or, out=False, remove) an author's opt-out for a channel key or EVERYWHERE;
+        whether anything changed."""
+        async with self._tx() as db:
+            if out:
+                cur = await db.execute("INSERT OR IGNORE INTO optouts (platform, scope, "
+                                       "author_id, created_at) VALUES (?, ?, ?, ?)",
+                                       (platform, scope, author_id, time.time()))
+            else:
+                cur = await db.execute("DELETE FROM optouts WHERE platform = ? AND scope = ? "
+                                       "AND author_id = ?", (platform, scope, author_id))
+            return cur.rowcount > 0
+
+    async def optouts(self) -> set[tuple[str, str, str]]:
+        """Every opt-out as (platform, scope, author id)."""
+        rows = await self._all("SELECT platform, scope, author_id FROM optouts")
+        return {(r[0], r[1], r[2]) for r in rows}
 
     async def _delete(self, sql: str, channel: int, params: Sequence[Any]) -> int:
         async with self._tx() as db:

@@ -38,8 +38,7 @@ from bot.messages import Incoming, Reply  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.training import channel_folder  # noqa: E402
 
-CORPORA = Path("/work/shared/corpora") if Path("/work/shared/corpora").is_dir() \
-    else ROOT.parent / "shared" / "corpora"
+CORPORA = ROOT / "data" / "corpora"
 SENTENCES = ["To be, or not to be, that is the question", "In the beginning was the Word",
              "Friends, Romans, countrymen, lend me your ears",
              "Now is the winter of our discontent"]

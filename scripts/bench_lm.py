@@ -26,7 +26,7 @@ import lm  # noqa: E402
 from lm.models import NGram, NGramConfig  # noqa: E402
 from lm.vocab import encode_messages  # noqa: E402
 
-CORPORA = ROOT.parent / "shared" / "corpora"
+CORPORA = ROOT / "data" / "corpora"
 SHAKESPEARE = CORPORA / "tinyshakespeare.txt"
 SENTENCE = ("First Citizen: Before we proceed any further, hear me speak. "
             "All: Speak, speak. You are all resolved?")[:100]
@@ -126,8 +126,8 @@ def throughput(rep: dict, minutes: float, batch: int) -> None:
 
 
 def finetune(rep: dict) -> None:
-    john = (CORPORA / "gospels" / "john_kjv.txt").read_text(encoding="utf-8")
-    mark = (CORPORA / "gospels" / "mark_kjv.txt").read_text(encoding="utf-8")
+    john = (CORPORA / "john_kjv.txt").read_text(encoding="utf-8")
+    mark = (CORPORA / "mark_kjv.txt").read_text(encoding="utf-8")
     msgs = [m for m in john.split("\n") if m]
     cut = int(len(msgs) * 0.9)
     base = lm.load("base-rnn")

@@ -10,9 +10,9 @@ from pathlib import Path
 from bot.core import Core
 from bot.messages import Attachment, Incoming, Reply
 
-CORPUS = Path("/work/shared/corpora")
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpora"  # in the repository
 SHAKESPEARE = CORPUS / "tinyshakespeare.txt"
-JOHN = CORPUS / "gospels" / "john_kjv.txt"
+JOHN = CORPUS / "john_kjv.txt"
 
 
 def lines_of(path: Path, chars: int) -> list[str]:

@@ -134,7 +134,8 @@ async def test_learn_text_and_files(core: Core) -> None:
 
 async def test_learn_caps(core: Core, settings) -> None:
     assert "at most 4,000" in await reply_of(core, "!learn " + "x" * 4001)
-    async with await Core.open(replace(settings, max_corpus_chars=30)) as small:
+    small_db = settings.db_path.with_name("small.db")  # one process (here: core) per database
+    async with await Core.open(replace(settings, max_corpus_chars=30, db_path=small_db)) as small:
         await say(small, "!learn twenty characters...")
         answer = await reply_of(small, "!learn this does not fit")
         assert "corpus is full: it can take 10 more characters (cap 30) and this adds 17" in answer
@@ -199,7 +200,7 @@ async def test_forget_all(core: Core) -> None:
     db = core.settings.db_path
     await say(core, "!learn something to forget")
     await say(core, "!learn other channel", channel="c2")
-    assert "forgot this channel: 1 messages" in await reply_of(core, "!forget all")
+    assert "forgot this channel: 1 message and" in await reply_of(core, "!forget all")
     assert rows(db, "SELECT c.channel_key FROM messages m JOIN channels c ON c.id = m.channel") \
         == [("c2",)]
 

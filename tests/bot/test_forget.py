@@ -84,7 +84,7 @@ async def test_forget_me_rewrites_every_checkpoint(settings, always_adopt) -> No
 
         answer = await reply_of(core, "!forget me", author="alice", mod=False)
         assert answer.startswith("removed 30 messages you contributed here"), answer
-        assert "each of this channel's 2 stored model versions was recounted" in answer
+        assert "the n-gram of 2 stored model versions was recounted" in answer
         assert "the next `!train` learns without it" in answer
 
         assert channel_files(core) == files  # the leftover temporary file is gone too

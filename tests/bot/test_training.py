@@ -60,7 +60,7 @@ async def test_worse_model_is_refused_and_the_old_one_stays(core: Core,
 
     def worse_new_model(model, units):  # the new mix, scored second, looks worse
         calls.append(real(model, units))
-        return calls[-1] + (1.0 if len(calls) % 2 == 0 else 0.0)
+        return calls[-1] + (10.0 if len(calls) % 2 == 0 else 0.0)
 
     monkeypatch.setattr(engine, "bits_per_char", worse_new_model)
     final = (await train(core)).posted[0].last
@@ -78,7 +78,7 @@ async def test_tiny_or_empty_corpus_says_the_minimum(core: Core) -> None:
     assert "too small to train on: 16 characters" in text
 
 
-async def test_train_twice_at_once_and_cancel(core: Core, settings) -> None:
+async def test_train_twice_at_once_and_cancel(settings) -> None:
     async with await Core.open(dataclasses.replace(settings, train_max_steps=0)) as slow:
         await fill(slow)
         rec = await say(slow, "!train --minutes 2")
@@ -92,7 +92,7 @@ async def test_train_twice_at_once_and_cancel(core: Core, settings) -> None:
         assert rows(settings.db_path, "SELECT COUNT(*) FROM models") == [(0,)]
 
 
-async def test_rollback_and_keep_versions(core: Core, settings) -> None:
+async def test_rollback_and_keep_versions(settings) -> None:
     async with await Core.open(dataclasses.replace(settings, keep_versions=2)) as c:
         book = lines_of(JOHN, 18000)
         for i in range(3):  # the corpus grows before each training, so each one beats the last

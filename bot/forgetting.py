@@ -1,0 +1,121 @@
+"""`!forget` and `!optin`: consent, kept.
+
+`!forget me` removes the caller's messages from the channel's corpus and from every file that
+held them (database, its WAL, every stored model version's n-gram), and records that listening
+and imports must not store them here again until `!optin`. `everywhere` does the same in every
+channel of the platform. When the database refuses the erasure (a full disk) it is queued and
+retried, and the reply says so; the opt-out holds in memory from the first moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from bot.errors import StoreError, UserError
+from bot.messages import Reply
+from bot.store import EVERYWHERE, ChannelRow
+
+if TYPE_CHECKING:
+    from bot.commands import Context, Services
+
+log = logging.getLogger(__name__)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+async def forget(ctx: Context) -> Reply:
+    """!forget me [everywhere] | !forget all."""
+    words = ctx.text.lower().split()
+    if words in (["me"], ["me", "everywhere"]):
+        return await _forget_me(ctx, everywhere=len(words) == 2)
+    if words != ["all"]:
+        raise UserError("usage: !forget me (your messages here), !forget me everywhere, "
+                        "or !forget all (moderators)")
+    ctx.require_moderator("!forget all")
+    svc, ch = ctx.services, ctx.channel
+    await svc.trainer.stop(ch, "`!forget all`")
+    await svc.corpus.flush()
+    removed, _ = await svc.store.forget_channel(ch.id)
+    svc.models.forget(ch.id)
+    await svc.trainer.tidy(ch, patient=True)  # Busy here: `!forget all` again finishes it
+    try:
+        await svc.store.truncate_wal()
+    except StoreError:
+        svc.corpus.queue_erasure(svc.store.truncate_wal)
+    return Reply(f"forgot this channel: {_plural(removed, 'message')} and every trained model "
+                 "are gone; the shipped base model answers here again")
+
+
+async def _erase(svc: Services, ch: ChannelRow, platform: str, author: str,
+                 everywhere: bool) -> tuple[int, list[str]]:
+    """The whole erasure: rows (one channel or all), WAL, then every stored version of each
+    channel touched rewritten. Returns (messages removed, notes for the reply)."""
+    if everywhere:
+        counts = await svc.corpus.forget_author_everywhere(platform, author)
+    else:
+        counts = {ch.id: await svc.corpus.forget_author(ch.id, author)}
+    notes, rewritten, stopped = [], 0, False
+    touched = [c for c, n in counts.items() if n]
+    if ch.id in svc.trainer.unscrubbed:  # an earlier rewrite did not finish: finish it now
+        touched.append(ch.id)
+    for channel_id in dict.fromkeys(touched):
+        row = ch if channel_id == ch.id else await svc.store.channel_by_id(channel_id)
+        if row is None:
+            continue
+        svc.models.forget(row.id)
+        was_stopped, done = await svc.trainer.scrub(row)
+        stopped |= was_stopped
+        rewritten += done.rewritten
+    if stopped:
+        notes.append("the running training was cancelled, as it had read them")
+    if rewritten:
+        notes.append(f"the n-gram of {_plural(rewritten, 'stored model version')} was "
+                     "recounted without them")
+    if rewritten or stopped:
+        notes.append("the RNN's weights hold no verbatim text, but were trained on it: the "
+                     "next `!train` learns without it")
+    elif any(counts.values()):
+        notes.append("the next `!train` learns without them")
+    return sum(counts.values()), notes
+
+
+async def _forget_me(ctx: Context, everywhere: bool) -> Reply:
+    svc, ch, msg = ctx.services, ctx.channel, ctx.msg
+    scope = EVERYWHERE if everywhere else msg.channel_id
+    where = "in any channel here" if everywhere else "here"
+    await svc.corpus.set_optout(msg.platform, scope, msg.author_id, True)
+    kept = (f"listening and imports will not store your messages {where} again "
+            f"(`!optin{' everywhere' if everywhere else ''}` undoes that)")
+    try:
+        removed, notes = await _erase(svc, ch, msg.platform, msg.author_id, everywhere)
+    except StoreError as err:
+        log.warning("erasure refused, queued for retries: %s", err)
+
+        async def again() -> None:
+            await _erase(svc, ch, msg.platform, msg.author_id, everywhere)
+
+        svc.corpus.queue_erasure(again)
+        return Reply(f"I could not erase your messages {where} yet: the bot's storage refused "
+                     f"the write (is its disk full?). The erasure is queued and retried every "
+                     f"{svc.corpus.retry_s:g} s until it succeeds; {kept}")
+    head = f"removed {_plural(removed, 'message')} you contributed {where}"
+    return Reply("; ".join([head, *notes, kept]))
+
+
+async def optin(ctx: Context) -> Reply:
+    """!optin [everywhere]: lift an opt-out made by `!forget me`."""
+    words = ctx.text.lower().split()
+    if words not in ([], ["everywhere"]):
+        raise UserError("usage: !optin (here) or !optin everywhere")
+    msg = ctx.msg
+    scope = EVERYWHERE if words else msg.channel_id
+    changed = await ctx.services.corpus.set_optout(msg.platform, scope, msg.author_id, False)
+    where = "in every channel here" if words else "here"
+    if ctx.services.corpus.opted_out(msg.platform, msg.channel_id, msg.author_id):
+        return Reply("you opted out everywhere; `!optin everywhere` lifts that")
+    if not changed:
+        return Reply(f"you had not opted out {where}; nothing changed")
+    return Reply(f"opted in {where}: listening and imports may store your messages again")

@@ -1,0 +1,129 @@
+"""Forgotten text stays forgotten: opt-outs that imports and listening obey, erasure out of every
+database file, one process per database, and erasure queued when the database refuses it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot import __main__ as bot_main
+from bot.core import Core
+from bot.errors import StoreError
+from bot.store import Store, _lock
+from tests.bot.helpers import incoming, reply_of, rows, say, wait_for
+
+SECRET = "Xylophonicquartzwhistle"  # occurs nowhere but in alice's messages
+
+
+def database_files(db: Path) -> list[Path]:
+    """The database and every file SQLite keeps beside it (-wal, -shm, -journal)."""
+    return sorted(p for p in db.parent.glob(db.name + "*") if p.is_file())
+
+
+def any_holds(files: list[Path], word: str) -> list[str]:
+    return [p.name for p in files if word.encode() in p.read_bytes()]
+
+
+async def listen_here(core: Core) -> None:
+    assert "listening: from now on" in await reply_of(core, "!listen on")
+
+
+async def stored_texts(core: Core) -> list[str]:
+    await core.services.corpus.flush()
+    return [r[0] for r in rows(core.settings.db_path, "SELECT text FROM messages")]
+
+
+async def test_forget_me_keeps_listening_and_imports_from_storing_again(core: Core) -> None:
+    await listen_here(core)
+    await say(core, f"alice said {SECRET}", author="alice", mod=False, message_id="m1")
+    assert any(SECRET in t for t in await stored_texts(core))
+    answer = await reply_of(core, "!forget me", author="alice", mod=False)
+    assert "removed 1 message you contributed" in answer and "`!optin`" in answer
+    await say(core, f"again {SECRET}", author="alice", mod=False, message_id="m2")
+    await core.import_messages([incoming(f"old {SECRET}", author="alice", message_id="m0")])
+    await say(core, "bob is still heard", author="bob", mod=False, message_id="m3")
+    texts = await stored_texts(core)
+    assert not any(SECRET in t for t in texts) and "bob is still heard" in texts
+    # another channel is not covered by a per-channel opt-out
+    await core.import_messages([incoming(f"c2 {SECRET}", channel="c2", author="alice",
+                                         message_id="m9")])
+    assert any(SECRET in t for t in await stored_texts(core))
+    assert "opted in here" in await reply_of(core, "!optin", author="alice", mod=False)
+    await say(core, f"back {SECRET}", author="alice", mod=False, message_id="m4")
+    assert f"back {SECRET}" in await stored_texts(core)
+
+
+async def test_forget_me_everywhere_covers_every_channel(core: Core) -> None:
+    for channel in ("c1", "c2"):
+        await say(core, f"!learn {SECRET} in {channel}", channel=channel, author="alice",
+                  mod=False)
+    answer = await reply_of(core, "!forget me everywhere", author="alice", mod=False)
+    assert "removed 2 messages you contributed in any channel here" in answer
+    await core.import_messages([incoming(f"c3 {SECRET}", channel="c3", author="alice",
+                                         message_id="x")])
+    assert not any(SECRET in t for t in await stored_texts(core))
+    assert "`!optin everywhere` lifts that" in await reply_of(core, "!optin", author="alice")
+    assert "opted in in every channel" in await reply_of(core, "!optin everywhere",
+                                                         author="alice")
+
+
+@pytest.mark.parametrize("command", ["!forget me", "!forget all"])
+async def test_forgotten_text_leaves_the_database_and_its_wal(core: Core, command) -> None:
+    db = core.settings.db_path
+    for i in range(20):
+        await say(core, f"!learn {SECRET} number {i}", author="alice")
+    await core.services.store.truncate_wal()  # in the database file itself, not only the WAL
+    await say(core, f"!learn one more {SECRET}", author="alice")
+    assert any_holds(database_files(db), SECRET)  # positive control: the WAL has it now
+    await say(core, command, author="alice")
+    assert any_holds(database_files(db), SECRET) == []  # while the bot runs
+
+
+def test_a_second_process_on_one_database_is_refused(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "bot.db"
+    held = _lock(db)
+    try:
+        status = bot_main.main(["--console", "--db", str(db), "--env-file", "/nonexistent"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1
+        assert f"pid {os.getpid()}" in err[0] and "in use by another bot process" in err[0]
+    finally:
+        os.close(held)
+
+
+async def test_the_store_lock_is_released_on_close(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    store = await Store.open(db)
+    with pytest.raises(StoreError, match="in use by another bot process"):
+        await Store.open(db)
+    await store.close()
+    await (await Store.open(db)).close()
+    assert oct(db.stat().st_mode & 0o777) == oct(0o600)
+
+
+async def test_an_erasure_the_database_refuses_is_queued_and_retried(
+        core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, corpus = core.services.store, core.services.corpus
+    await listen_here(core)
+    await say(core, f"!learn {SECRET}", author="alice", mod=False)
+    real = store.forget_author
+    failures = [sqlite3.OperationalError("database or disk is full")] * 2
+
+    async def full_disk(channel: int, author: str) -> int:
+        if failures:
+            raise failures.pop()
+        return await real(channel, author)
+
+    monkeypatch.setattr(store, "forget_author", full_disk)
+    corpus.retry_s = 0.05
+    answer = await reply_of(core, "!forget me", author="alice", mod=False)
+    assert "could not erase" in answer and "queued and retried" in answer
+    await say(core, f"listened {SECRET}", author="alice", mod=False, message_id="z")
+    await wait_for(lambda: not corpus.erasures, timeout=10)
+    await asyncio.sleep(0)
+    assert not any(SECRET in t for t in await stored_texts(core))
+    assert any_holds(database_files(core.settings.db_path), SECRET) == []
