@@ -89,6 +89,10 @@ class Core:
             await pool.close()
             await store.close()
             raise
+        orphans = engine.remove_orphans(settings.checkpoint_dir, await store.model_paths())
+        if orphans:
+            log.warning("removed %d checkpoint folder(s) no version records (left by a crash): "
+                        "%s", len(orphans), ", ".join(orphans[:5]))
         corpus = Corpus(store, settings)
         await corpus.start()
         trainer = Trainer(settings, pool, store, models)
@@ -159,10 +163,24 @@ class Core:
                 f"this channel's corpus is full ({self.settings.max_corpus_chars:,} characters): "
                 "new messages are not stored. `!forget` frees room"))
 
+    async def admit(self, msg: Incoming, responder: Responder) -> bool:
+        """Count one command of `msg`'s author against the cooldowns; False when over a limit.
+
+        Every command counts, known or not, whatever its answer (a front's own commands too:
+        it calls this first). The slow-down notice goes out once per wait, later ones are
+        dropped, so a flood of commands never gets a flood of answers."""
+        try:
+            self._cooldowns.check((msg.platform, msg.channel_id), msg.author_id)
+        except CooldownError as err:
+            if err.first:
+                await self._send(responder, error_reply(err))
+            return False
+        return True
+
     async def run_command(self, msg: Incoming, name: str, args: str,
                           responder: Responder) -> None:
         """Run one command (a text command already split, or a slash command) and reply."""
-        if msg.author_is_bot:
+        if msg.author_is_bot or not await self.admit(msg, responder):
             return
         try:
             reply = await self._dispatch(msg, name.lower(), args, responder)
@@ -180,8 +198,6 @@ class Core:
         command = svc.commands.get(name)
         if command is None:
             raise UserError(f"unknown command {p}{name[:30]}; `{p}help` lists the commands")
-        if command.cooldown:
-            self._cooldowns.check((msg.platform, msg.channel_id), msg.author_id)
         text, options = parse_options(name, args, command.options)
         channel = await svc.store.channel(msg.platform, msg.channel_id)
         safe = _SafeResponder(responder, self.settings.reply_max_chars)

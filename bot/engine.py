@@ -338,6 +338,22 @@ def remove_unlisted(channel_dir: Path, keep: set[str]) -> list[str]:
     return gone
 
 
+def remove_orphans(checkpoint_dir: Path, recorded: set[str]) -> list[str]:
+    """Delete every version folder under `checkpoint_dir` that the database does not record
+    (`recorded`: paths relative to it, as the store keeps them): what a crash between writing
+    a checkpoint and recording it leaves behind. The paths deleted."""
+    if not checkpoint_dir.is_dir():
+        return []
+    keep: dict[str, set[str]] = {}
+    for rel in recorded:
+        keep.setdefault(Path(rel).parent.name, set()).add(Path(rel).name)
+    gone = []
+    for channel_dir in sorted(p for p in checkpoint_dir.iterdir() if p.is_dir()):
+        names = remove_unlisted(channel_dir, keep.get(channel_dir.name, set()))
+        gone += [f"{channel_dir.name}/{n}" for n in names]
+    return gone
+
+
 def model_nbytes(model: Any) -> int:
     """Memory a model holds, in bytes: parameters, buffers and the inference tables its modules
     cache (numpy arrays and tensors, inside tuples and dataclasses too: an n-gram's count tables

@@ -157,7 +157,9 @@ class Trainer:
     async def wait(self) -> None:
         """Wait until every running training has finished and reported."""
         tasks = [j.task for j in self.jobs.values() if j.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # shielded: a waiter cancelled at shutdown must not cancel the trainings themselves,
+        # whose threads would then run on unseen; `close` stops them through their flags
+        await asyncio.gather(*map(asyncio.shield, tasks), return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel every training and wait until each has reported."""

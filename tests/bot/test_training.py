@@ -169,3 +169,39 @@ async def test_two_trains_typed_at_once_start_one(core: Core) -> None:
     texts = [first.posted[0].reply.text, second.posted[0].reply.text]
     assert sum("already running here" in t for t in texts) == 1, texts
     await core.wait_trainings()
+
+
+async def test_shutdown_while_waiting_for_a_training_stops_it_at_once(settings) -> None:
+    """The console waits for trainings at the end of its input; a SIGTERM then cancels that
+    wait. The training must be stopped (not run on unseen) and nothing may be saved."""
+    core = await Core.open(dataclasses.replace(settings, train_max_steps=0))
+    await fill(core)
+    rec = await say(core, "!train --minutes 2")
+    await wait_for(lambda: len(rec.posted[0].edits) >= 1)
+    waiter = asyncio.create_task(core.wait_trainings())
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await core.close()
+    assert loop.time() - start < 10
+    assert "shutting down" in rec.posted[0].last.text
+    assert rows(settings.db_path, "SELECT COUNT(*) FROM models") == [(0,)]
+    assert not settings.checkpoint_dir.exists() or not any(settings.checkpoint_dir.rglob("*.pt"))
+
+
+async def test_a_folder_left_by_a_crash_is_removed_at_start(settings) -> None:
+    """A SIGKILL between writing model.pt and recording its row leaves a folder no row names."""
+    async with await Core.open(settings) as core:
+        await fill(core)
+        await train(core)
+    (path,) = [p for (p,) in rows(settings.db_path, "SELECT path FROM models")]
+    kept = settings.checkpoint_dir / path
+    orphan = kept.parent / "20260101-000000-1"
+    orphan.mkdir()
+    (orphan / engine.MODEL_FILE).write_bytes((kept / engine.MODEL_FILE).read_bytes())
+    stray = settings.checkpoint_dir / "console-gone-00000000" / "20260101-000000-2"
+    stray.mkdir(parents=True)
+    async with await Core.open(settings):
+        assert not orphan.exists() and not stray.parent.exists()
+        assert (kept / engine.MODEL_FILE).is_file()
