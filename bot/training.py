@@ -185,8 +185,10 @@ class Trainer:
                 job.cancel, self._settings.train_val_max_chars,
                 self._settings.checkpoint_dir / rel, summary)
             final = await self._finish(job, outcome, rel, summary)
-        except (UserError, lm.LmError, Busy) as err:
+        except (UserError, Busy) as err:
             final = Reply(f"training did not run: {err}")
+        except lm.LmError as err:  # e.g. it diverged: nothing is adopted or saved
+            final = Reply(f"training stopped: {err}; the model is unchanged")
         except Exception:
             log.exception("training of channel %d failed", job.channel.id)
             final = Reply("training failed with an internal error (logged); the model is "

@@ -115,8 +115,10 @@ class TrainResult:
 
     @property
     def improved(self) -> bool:
-        """Whether the new weights beat the starting model on validation."""
-        return self.val_before is None or self.val_after < self.val_before
+        """Whether the new weights beat the starting model on validation (a loss that is not
+        a number never does)."""
+        return math.isfinite(self.val_after) and (self.val_before is None
+                                                  or self.val_after < self.val_before)
 
     def summary(self) -> dict:
         """What a checkpoint records about this training."""
@@ -288,6 +290,9 @@ class _Loop:
             if val < best:
                 best, best_weights = val, copy.deepcopy(self.model.state_dict())
             self._report(step, t0, ema, val, best)
+        if step and best_weights is None:  # no validation was a number: it diverged
+            raise LmError(f"training diverged: the validation loss was {history[-1][2]:.4g}"
+                          f" after {step} steps; try a lower learning rate than {cfg.lr:g}")
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
         if step:  # the weights returned are float16 values (see round_to_half), measured as such

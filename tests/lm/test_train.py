@@ -80,3 +80,17 @@ def test_both_precisions_train(precision):
 def test_unknown_precision_is_refused():
     with pytest.raises(LmError, match="precision"):
         train(TEXT, TrainConfig(kind="gru", max_steps=2, precision="fp8", **SMALL))
+
+
+def test_a_diverged_training_is_an_error_never_a_result():
+    init = train(TEXT, TrainConfig(kind="gru", max_steps=10, **SMALL)).model
+    with torch.no_grad():
+        init.head.weight[0, 0] = float("inf")  # every later loss is NaN
+    with pytest.raises(LmError, match="training diverged: the validation loss was nan"):
+        train(TEXT, TrainConfig(kind="gru", max_steps=20, **SMALL), init=init)
+
+
+def test_a_loss_that_is_not_a_number_never_counts_as_improved():
+    res = train(TEXT, TrainConfig(kind="gru", max_steps=10, **SMALL))
+    nan = type(res)(res.model, 3.0, float("nan"), 1, 0.0, 1, 1)
+    assert not nan.improved and res.improved
