@@ -3,6 +3,8 @@ linear in the length and the context is never re-read."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +18,14 @@ from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE_ROWS, VOCAB_SIZE, decode, de
 
 MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
+# Below this, sampling is greedy in all but name (a gap of 0.01 nats between the two likeliest
+# symbols already gives odds of e**-10), and tinier values break the arithmetic: a subnormal
+# temperature is read as 0 once the compiled kernels' fast-math mode is on, and 0/0 is NaN,
+# which the draw turns into symbol 0, a NUL byte. From 1e-3 up, log-probs (float32, so
+# > -3.4e38) over the temperature stay far inside float64, and the likeliest symbol always
+# weighs exp(0) = 1, so the total is at least 1.
+MIN_TEMPERATURE = 1e-3
+MAX_SEED = 2**63 - 1  # a seed fits a signed 64-bit integer (an SQLite INTEGER, a C int64_t)
 NEG_INF = -np.inf
 LOG_ALLOWED = LOG_MASK.double().numpy()  # [states, V]: 0 where legal, -inf elsewhere
 _NO_END = LOG_ALLOWED.copy()
@@ -24,8 +34,9 @@ _NO_END[:, BOUNDARY] = NEG_INF  # for stop_at_end=False: the end symbol is never
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How to draw: temperature > 0, optional top-k / top-p (nucleus) filtering or greedy,
-    at most `max_chars` characters per sample, `n` samples drawn together in one batch.
+    """How to draw: a finite temperature of at least MIN_TEMPERATURE, optional top-k / top-p
+    (nucleus) filtering or greedy, at most `max_chars` characters per sample, `n` samples drawn
+    together in one batch, a seed in 0..MAX_SEED (None: fresh randomness).
 
     A sample stops when it draws the end symbol or reaches `max_chars` characters, so one of
     exactly `max_chars` characters was cut there and a shorter one ended by itself (with
@@ -42,8 +53,14 @@ class SampleConfig:
 
     def validate(self) -> None:
         """Raise LmError with a one-line reason for a bad value."""
-        if not self.temperature > 0:
-            raise LmError(f"temperature must be > 0, got {self.temperature}")
+        t = self.temperature
+        if not (_real(t) and MIN_TEMPERATURE <= t < math.inf):
+            raise LmError(f"temperature must be a finite number of at least {MIN_TEMPERATURE:g} "
+                          f"(greedy draws the likeliest text), got {_shown(t)}")
+        s = self.seed
+        if s is not None and not (isinstance(s, int | np.integer) and not isinstance(s, bool)
+                                  and 0 <= s <= MAX_SEED):
+            raise LmError(f"seed must be an integer 0..2**63-1, got {_shown(s)}")
         if self.top_k is not None and self.top_k < 1:
             raise LmError(f"top-k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -52,6 +69,19 @@ class SampleConfig:
             raise LmError(f"length must be 1..{MAX_SAMPLE_CHARS} characters, got {self.max_chars}")
         if not 1 <= self.n <= MAX_SAMPLES:
             raise LmError(f"number of samples must be 1..{MAX_SAMPLES}, got {self.n}")
+
+
+def _real(x: object) -> bool:
+    """Whether `x` is a real number (bool is not, though Python counts it as one)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _shown(x: object) -> str:
+    """`x` as the user typed it: repr, so 1e-320 is not rounded to 0.0 (numpy scalars as
+    plain numbers)."""
+    if isinstance(x, np.integer):
+        return repr(int(x))
+    return repr(float(x)) if isinstance(x, np.floating) else repr(x)
 
 
 def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np.ndarray:
@@ -161,6 +191,8 @@ def sample_many(model: LanguageModel,
     ids = np.zeros((len(rows), 1), dtype=np.int64)
     logp = step.feed(np.array([start] * len(rows), dtype=np.int64))
     while True:
+        if np.isnan(logp).any():  # a draw from NaN weights is symbol 0: refuse, not emit NULs
+            raise LmError("the model gave NaN probabilities: its weights are not finite")
         ids[:, 0] = [r.next_symbol(logp, i, kernel) for i, r in enumerate(rows)]
         if all(r.done for r in rows):
             break

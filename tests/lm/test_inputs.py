@@ -7,6 +7,7 @@ import math
 import pytest
 
 from lm import LmError, SampleConfig, sample, score
+from lm.__main__ import main
 from lm.scoring import MAX_SCORE_CHARS
 from lm.vocab import split_messages, split_messages_at
 from tests.lm.conftest import make
@@ -59,3 +60,17 @@ def test_a_split_point_moves_back_to_the_last_message_boundary():
     assert split_messages_at(text, cut, "lines") == (["A:", "hi", " ", "B:"],
                                                       ["yo there", "C: x"])
     assert split_messages_at(text, cut, "stream") == ([text[:cut]], [text[cut:]])
+
+
+@pytest.mark.parametrize(("args", "shown"), [
+    (["--seed", "-1"], "seed must be an integer 0..2**63-1, got -1"),
+    (["--seed", str(2**63)], f"got {2**63}"),
+    (["--temperature", "1e-5"], "got 1e-05"),
+    (["--temperature", "1e-320"], "temperature must be a finite number of at least 0.001"),
+    (["--temperature", "inf"], "got inf"),
+    (["--temperature", "nan"], "got nan"),
+])
+def test_bad_sample_options_are_one_line_and_status_2(capsys, args, shown):
+    assert main(["sample", "--model", "base", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and shown in err

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from lm import LmError, SampleConfig, native, sample, sample_many
 from lm.models import Mix
-from lm.sampling import _ALLOWED, LOG_ALLOWED, _pick
+from lm.sampling import _ALLOWED, LOG_ALLOWED, MAX_SEED, MIN_TEMPERATURE, _pick
 from lm.vocab import N_STATES, VOCAB_SIZE
 from tests.lm.conftest import make
 from tests.lm.test_native import half_gru
@@ -48,7 +49,10 @@ def test_top_p_keeps_only_likely_symbols():
 
 @pytest.mark.parametrize("bad", [
     {"temperature": 0}, {"temperature": -1}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5},
-    {"max_chars": 0}, {"n": 0}, {"n": 1000},
+    {"max_chars": 0}, {"n": 0}, {"n": 1000}, {"temperature": 1e-320}, {"temperature": 1e-4},
+    {"temperature": float("inf")}, {"temperature": float("nan")}, {"temperature": "1"},
+    {"temperature": True}, {"top_p": float("nan")}, {"seed": -1}, {"seed": 2**63},
+    {"seed": 1.5}, {"seed": True}, {"seed": "7"},
 ])
 def test_bad_options_are_refused_clearly(bad):
     with pytest.raises(LmError):
@@ -97,3 +101,63 @@ def test_compiled_draw_equals_the_numpy_draw():
         want = _pick(logp.astype(np.float64) + LOG_ALLOWED[state], SampleConfig(temperature=temp),
                      Fixed(u))
         assert got == int(want[0])
+
+
+@pytest.mark.parametrize(("bad", "shown"), [
+    ({"temperature": 1e-5}, "got 1e-05"), ({"temperature": 2.5e-4}, "got 0.00025"),
+    ({"temperature": np.float64(1e-7)}, "got 1e-07"), ({"seed": -1}, "got -1"),
+    ({"seed": 2**63}, f"got {2**63}"), ({"seed": np.int64(-3)}, "got -3"),
+])
+def test_a_refusal_shows_the_value_as_typed(bad, shown):
+    with pytest.raises(LmError, match=shown) as e:
+        SampleConfig(**bad).validate()
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("ok", [{"temperature": MIN_TEMPERATURE}, {"temperature": 1e6},
+                                {"seed": 0}, {"seed": MAX_SEED}, {"seed": np.int64(5)}])
+def test_the_edges_of_the_ranges_are_accepted(ok):
+    assert len(sample(make("uniform"), SampleConfig(max_chars=3, **ok))) == 1
+
+
+def test_the_coldest_temperature_draws_the_likeliest_symbol_in_every_state():
+    """At MIN_TEMPERATURE, a symbol 1 nat likelier than the rest always wins, in numpy and in
+    the compiled draw, whatever the other log-probs (down to float32's lowest) and u: no
+    overflow to NaN and no fall-through to symbol 0 (a NUL byte)."""
+    lib = native.library()
+    rng = np.random.default_rng(5)
+    work = np.empty(VOCAB_SIZE)
+    cfg = SampleConfig(temperature=MIN_TEMPERATURE)
+    for trial in range(300):
+        state = trial % N_STATES
+        legal = np.flatnonzero(_ALLOWED[True][state])
+        logp = (rng.normal(size=(1, VOCAB_SIZE)) * 30 - 40).astype(np.float32)
+        logp[0, rng.choice(VOCAB_SIZE, 20)] = np.finfo(np.float32).min
+        best = rng.choice(legal[legal != 0]) if trial % 2 else rng.choice(legal)
+        logp[0, best] = logp[0, legal].max() + 1
+        row = logp.astype(np.float64) + LOG_ALLOWED[state]
+        for u in (0.0, 0.5, 1 - 2**-53):
+            assert int(_pick(row, cfg, Fixed(u))[0]) == best
+            if lib is not None:
+                assert lib.draw(VOCAB_SIZE, logp.ctypes.data,
+                                _ALLOWED[True].ctypes.data + state * VOCAB_SIZE,
+                                MIN_TEMPERATURE, u, work.ctypes.data) == best
+
+
+@pytest.mark.parametrize("options", [{}, {"top_k": 3}, {"top_p": 0.9}])
+def test_sampling_at_the_coldest_temperature_is_greedy(options):
+    m = make("ngram")
+    cold = SampleConfig(temperature=MIN_TEMPERATURE, seed=1, max_chars=40, n=3, **options)
+    greedy = sample(m, SampleConfig(greedy=True, max_chars=40), prefix="To be")
+    assert sample(m, cold, prefix="To be") == greedy * 3
+    assert "\x00" not in greedy[0]
+
+
+@pytest.mark.parametrize("kind", ["gru", "mix"])
+def test_a_model_with_nan_weights_is_refused_not_sampled_as_nul_bytes(kind):
+    m = make(kind)
+    head = m.parts[0].head if kind == "mix" else m.head
+    with torch.no_grad():
+        head.bias[65] = float("nan")
+    with pytest.raises(LmError, match="NaN"):
+        sample(m, SampleConfig(seed=0, max_chars=20))
