@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from bot.errors import SettingsError, StoreError
@@ -26,6 +28,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", type=Path, help="database file (overrides BOT_DB)")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
     return parser.parse_args(argv)
+
+
+def check_db_path(path: Path) -> None:
+    """StoreError unless `path` can be the database file: a regular file or nothing yet, in a
+    folder this process can write (missing folders are created, so the nearest existing one).
+
+    Checked before anything heavy is loaded, so an operator's mistake is one line at once."""
+    if "\x00" in str(path):
+        raise StoreError(f"database path {str(path)!r} contains a NUL character")
+    if path.is_dir():
+        raise StoreError(f"database {path} is a directory; give the database a file name")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"database {path} is not a regular file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreError(f"cannot create database {path}: {folder} is not a directory")
+    try:  # really create a file: permission bits say nothing for root or a read-only mount
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if path.exists():
+            os.close(os.open(path, os.O_RDWR))
+    except OSError as err:
+        where = path if path.exists() else f"the folder {folder}"
+        raise StoreError(f"cannot write database {path}: {where} is not writable "
+                         f"({err.strerror})") from None
 
 
 async def run_console(settings: Settings, channel: str) -> int:
@@ -49,6 +78,9 @@ async def run_console(settings: Settings, channel: str) -> int:
         await asyncio.gather(chat, stopper, return_exceptions=True)
     finally:
         await core.close()
+    if not chat.cancelled() and chat.exception() is not None:  # never silently: the front broke
+        log.error("the console stopped on an internal error", exc_info=chat.exception())
+        return 1
     return 0
 
 
@@ -74,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.env_file)
         if args.db is not None:
             settings = dataclasses.replace(settings, db_path=args.db)
+        check_db_path(settings.db_path)
         logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if settings.discord_token and not args.console:

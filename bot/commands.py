@@ -20,6 +20,7 @@ from bot.errors import PermissionDenied, UserError
 from bot.messages import Incoming, Reply, ReplyFile, Responder
 from bot.parsing import Option, choice, describe_options, number
 from bot.pool import WorkerPool
+from bot.safety import hide_paths
 from bot.settings import Settings
 from bot.store import ChannelRow, Store
 from bot.training import Trainer, progress_text
@@ -70,7 +71,6 @@ class Command:
     help: str
     run: Handler
     options: tuple[Option, ...] = ()
-    cooldown: bool = True  # moderator-only actions check `require_moderator` in the handler
 
 
 def sample_options(s: Settings) -> tuple[Option, ...]:
@@ -165,7 +165,7 @@ async def prob(ctx: Context) -> Reply:
     key = ("prob", models.get("rnn"), models.get("mix"))
     scores, png = await svc.pool.run_batched(key, _prob_job, (models, text),
                                              svc.settings.sample_batch)
-    labels = {k: label for k, (_, label) in named.items() if k != "uniform"}
+    labels = {k: _no_paths(svc, label) for k, (_, label) in named.items() if k != "uniform"}
     return Reply(replies.prob_table(text, scores, labels), (ReplyFile("surprisal.png", png),))
 
 
@@ -196,13 +196,15 @@ async def learn(ctx: Context) -> Reply:
     parts = []
     for att in ctx.msg.attachments:  # checked one by one: a bad file stops before any is stored
         lines, chars = await corpus.learn_file(ch.id, ctx.msg, att)
-        parts.append(f"{chars:,} characters in {lines:,} lines from {att.filename!r}")
+        parts.append(f"{replies.count(chars, 'character')} in {replies.count(lines, 'line')} "
+                     f"from {att.filename!r}")
     if ctx.text:
-        parts.append(f"{await corpus.learn(ch.id, ctx.msg, ctx.text):,} characters")
+        parts.append(replies.count(await corpus.learn(ch.id, ctx.msg, ctx.text), "character"))
     ctx.services.models.forget(ch.id, "ngram")  # the Markov column counts what was just learned
     stats = await ctx.services.store.corpus_stats(ch.id)
     return Reply(f"learned {' and '.join(parts)}; this channel's corpus now holds "
-                 f"{stats.messages:,} messages, {stats.chars:,} characters")
+                 f"{replies.count(stats.messages, 'message')}, "
+                 f"{replies.count(stats.chars, 'character')}")
 
 
 async def listen(ctx: Context) -> Reply:
@@ -228,7 +230,7 @@ async def corpus(ctx: Context) -> Reply:
     stats = await svc.store.corpus_stats(ch.id)
     current = await svc.models.for_channel(ch)
     row = await svc.store.active_model(ch.id)
-    answering = replies.model_line(None if current.note else row, current.label)
+    answering = replies.model_line(None if current.note else row, _no_paths(svc, current.label))
     job = svc.trainer.jobs.get(ch.id)
     return Reply(replies.corpus_text(stats, svc.settings.max_corpus_chars, ch.listening,
                                      answering, job and progress_text(job)))
@@ -271,7 +273,14 @@ async def model(ctx: Context) -> Reply:
              replies.versions_text(await svc.store.models(ch.id), row and row.id),
              f"base: {svc.models.base_label()}"]
     lines += [f"note: {n}" for n in (current.note, *svc.models.base.notes) if n]
-    return Reply("\n".join(dict.fromkeys(lines)))
+    return Reply(_no_paths(svc, "\n".join(dict.fromkeys(lines))))
+
+
+def _no_paths(svc: Services, text: str) -> str:
+    """Text about models as chat may see it: a file by its name, never the server's folders
+    (the base model's path, a checkpoint's in a load error)."""
+    s = svc.settings
+    return hide_paths(text, (str(s.checkpoint_dir), s.base_model, s.base_rnn, s.base_ngram))
 
 
 async def help_(ctx: Context) -> Reply:
@@ -317,6 +326,6 @@ def build_commands(s: Settings) -> dict[str, Command]:
         Command("optin", "optin [everywhere]",
                 "let listening and imports store your messages again after `!forget me`",
                 forgetting.optin),
-        Command("help", "help [command]", "this list", help_, cooldown=False),
+        Command("help", "help [command]", "this list", help_),
     ]
     return {c.name: c for c in table}

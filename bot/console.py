@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import re
+import stat
 import sys
 import threading
 import time
@@ -18,12 +20,42 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
-from bot.core import Core
+from bot.core import Core, error_reply
 from bot.errors import UserError
 from bot.messages import Attachment, Incoming, Reply
+from bot.safety import safe_text
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 _LEARN_FILE = re.compile(r"^\s*(\S+learn)\s*<\s*(.+?)\s*$")
+
+
+def read_upload(typed: str, max_bytes: int) -> Attachment:
+    """The file named after `!learn <` as an upload, or UserError saying why it cannot be one.
+
+    Only a regular file of at most `max_bytes` bytes is read (a device such as /dev/zero or a
+    fifo would never end, or block the console); at most `max_bytes` + 1 bytes are read, so a
+    file that grows meanwhile is refused too."""
+    if "\x00" in typed:
+        raise UserError("a file name cannot contain a NUL character")
+    try:
+        path = Path(typed).expanduser()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is not a regular file; !learn reads text files only")
+        too_big = UserError(f"{path.name!r} is over the upload limit of {max_bytes:,} bytes")
+        if info.st_size > max_bytes:
+            raise too_big
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as err:
+        raise UserError(f"cannot read {typed}: {err.strerror or err}") from None
+    except RuntimeError as err:  # `~nosuchuser/...`: no such home folder
+        raise UserError(f"cannot read {typed}: {err}") from None
+    if len(data) > max_bytes:
+        raise too_big
+    return Attachment(path.name, data)
 
 
 def _stdin_lines() -> AsyncIterator[str]:
@@ -91,11 +123,8 @@ class ConsoleFront:
         attachments: tuple[Attachment, ...] = ()
         match = _LEARN_FILE.match(text)
         if match and match.group(1) == self.core.settings.command_prefix + "learn":
-            path = Path(match.group(2)).expanduser()
-            try:
-                attachments = (Attachment(path.name, path.read_bytes()),)
-            except OSError as err:
-                raise UserError(f"cannot read {path}: {err.strerror}") from None
+            attachments = (read_upload(match.group(2),
+                                       self.core.settings.max_attachment_bytes),)
             text = match.group(1)
         return Incoming(PLATFORM, self.channel, f"console:{self.user}", self.user, text,
                         may_moderate=True, attachments=attachments)
@@ -113,10 +142,14 @@ class ConsoleFront:
             line = await anext(lines, None)
             if line is None:
                 break
-            try:
-                msg = self.message(line)
-            except UserError as err:
-                self.show(Reply(str(err)))
-                continue
-            await self.core.handle(msg, self)
+            await self._answer(line)
         await self.core.wait_trainings()
+
+    async def _answer(self, line: str) -> None:
+        """Answer one line; an error never ends the console (the next line is answered)."""
+        try:
+            await self.core.handle(self.message(line), self)
+        except Exception as err:  # a bug is logged, and answered like the core answers one
+            if not isinstance(err, UserError):
+                log.exception("console line %r failed", line[:80])
+            self.show(Reply(safe_text(error_reply(err).text, self.core.settings.reply_max_chars)))

@@ -23,11 +23,15 @@ class Busy(BotError):
 
 
 class CooldownError(BotError):
-    """A user or channel sent commands faster than the configured rate."""
+    """A user or channel sent commands faster than the configured rate.
 
-    def __init__(self, scope: str, retry_after: float) -> None:
+    `first` is False when the same user (or channel) was already told in this wait: the notice
+    itself is sent once, later refusals are silent, so a flood gets one answer."""
+
+    def __init__(self, scope: str, retry_after: float, first: bool = True) -> None:
         self.scope = scope
         self.retry_after = retry_after  # seconds
+        self.first = first
         super().__init__(f"slow down: {scope} command limit is reached, try again in "
                          f"{retry_after:.1f} s")
 

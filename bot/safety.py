@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 ZWSP = "\u200b"
 ELLIPSIS = "…"
 _MASS = re.compile(r"@(?=everyone|here|channel)", re.IGNORECASE)
 _ANGLE = re.compile(r"<(?=[@#!:]|a:|t:)")
-# Control characters other than newline and tab; NUL would end a C string on some platforms.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters other than newline and tab (C0, DEL and C1; NUL would end a C string on
+# some platforms), and the bidi overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
+# make text display in another order than it is read, e.g. a file name ending "txt.exe".
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def neutralise_mentions(text: str) -> str:
@@ -26,8 +29,26 @@ def neutralise_mentions(text: str) -> str:
 
 
 def printable(text: str) -> str:
-    """Replace control characters (NUL included) by U+FFFD; keep newlines and tabs."""
+    """Replace control characters (NUL and C1 included) and bidi overrides and isolates by
+    U+FFFD; keep newlines and tabs."""
     return _CONTROL.sub("\ufffd", text)
+
+
+_PATH_PART = r"[^\s'\"()<>:;,]"
+_NOT_AFTER = r"(?<![\w.~/-])"  # a path starts a word: "bits/char" is not one
+_ABSOLUTE = re.compile(rf"{_NOT_AFTER}(?:~[\w.-]*)?/{_PATH_PART}+")
+
+
+def hide_paths(text: str, roots: Iterable[str] = ()) -> str:
+    """Show every absolute path, and every relative one under one of `roots` (the server's
+    own folders and files, as configured), by its last part: "/srv/bot/data/channels/3/v2/
+    model.pt" becomes "model.pt". Replies name files without showing the server's folders."""
+    patterns = [_ABSOLUTE] + [
+        re.compile(rf"{_NOT_AFTER}{re.escape(root.rstrip('/'))}(?:/{_PATH_PART}*)?(?![\w.-])")
+        for root in roots if "/" in root.rstrip("/")]
+    for pattern in patterns:
+        text = pattern.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", text)
+    return text
 
 
 def fit(text: str, limit: int) -> str:

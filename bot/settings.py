@@ -1,12 +1,14 @@
 """Settings: the only module that reads the environment (and `.env`, through python-dotenv).
 
-Every setting has a default; `.env.example` lists them all. `Settings` is frozen and passed as an
+Every setting has a default; `.env.example` and README's table list them all with their valid
+values (`RANGES`, checked by `load_settings`). `Settings` is frozen and passed as an
 argument; tests build one with `Settings(...)` or `dataclasses.replace`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,7 +123,7 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("LISTEN_FLUSH_S", "listen_flush_s", "seconds between batched writes of listened messages"),
     ("LISTEN_BATCH", "listen_batch", "write earlier when this many messages are pending"),
     ("DB_BUSY_TIMEOUT_S", "db_busy_timeout_s", "how long to wait for a locked database"),
-    ("LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR"),
+    ("LOG_LEVEL", "log_level", "least severity of the log lines written to stderr"),
     ("DISCORD_TOKEN", "discord_token", "set it to run the Discord front (secret, never logged)"),
     ("DISCORD_TEST_GUILD", "discord_test_guild", "guild id where slash commands sync at once"),
     ("DISCORD_MOD_ROLE", "discord_mod_role", "name of a role whose members may moderate"),
@@ -131,6 +133,71 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
 ENV_NAMES: dict[str, str] = {env: name for env, name, _ in ENV_TABLE}
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric setting: finite, from `low` (above it when `open_low`)
+    up to `high`, both in the setting's own unit."""
+
+    low: float
+    high: float
+    open_low: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int | float):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):  # NaN fails no comparison
+            return False
+        return (value > self.low if self.open_low else value >= self.low) and value <= self.high
+
+    def __str__(self) -> str:
+        if self.open_low:
+            return f"above {_number(self.low)}, at most {_number(self.high)}"
+        return f"from {_number(self.low)} to {_number(self.high)}"
+
+
+def _number(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+DAY_S = 86_400.0
+# Every numeric setting and its valid values; `_check` applies them, README and `.env.example`
+# state them. Caps stop well short of what would exhaust memory or wrap an SQLite integer.
+RANGES: dict[str, Range] = {
+    "sample_workers": Range(1, 64),
+    "sample_batch": Range(1, 1024),
+    "queue_limit": Range(1, 100_000),
+    "train_queue_limit": Range(1, 1000),
+    "model_cache_mb": Range(0, 1_048_576, open_low=True),
+    "torch_threads": Range(0, 1024),
+    "cooldown_user_rate": Range(0, 100_000),
+    "cooldown_user_per": Range(0, DAY_S, open_low=True),
+    "cooldown_channel_rate": Range(0, 100_000),
+    "cooldown_channel_per": Range(0, DAY_S, open_low=True),
+    "max_message_chars": Range(1, 1_000_000),
+    "max_corpus_chars": Range(1, 1_000_000_000),
+    "max_attachment_bytes": Range(1, 100_000_000),
+    "max_prob_chars": Range(1, 100_000),
+    "max_babble_chars": Range(1, 100_000),
+    "max_babble_n": Range(1, 100),
+    "reply_max_chars": Range(100, 1_000_000),  # room for the shortest whole reply
+    "train_minutes": Range(0, 1440, open_low=True),
+    "train_max_minutes": Range(0, 1440, open_low=True),
+    "train_max_steps": Range(0, 1_000_000_000),
+    "train_hidden": Range(1, 8192),
+    "train_eval_every": Range(1, 1_000_000),
+    "train_val_max_chars": Range(1, 100_000_000),
+    "progress_edit_s": Range(0, 3600),
+    "keep_versions": Range(1, 1000),
+    "ngram_refresh_s": Range(0, DAY_S),
+    "listen_flush_s": Range(0, 3600, open_low=True),  # 0 would spin the writer
+    "listen_batch": Range(1, 1_000_000),
+    "db_busy_timeout_s": Range(0, 3600),
+    "shard_count": Range(0, 100_000),
+    "shard_ids": Range(0, 99_999),
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _convert(env_name: str, name: str, raw: str) -> object:
@@ -156,20 +223,24 @@ def _convert(env_name: str, name: str, raw: str) -> object:
 
 
 def _check(settings: Settings) -> None:
-    """Reject values that parse but make no sense (negative sizes, zero workers)."""
-    positive = ("sample_workers", "sample_batch", "queue_limit", "train_queue_limit",
-                "max_message_chars",
-                "max_corpus_chars", "max_attachment_bytes", "max_prob_chars",
-                "max_babble_chars", "max_babble_n", "reply_max_chars", "listen_batch",
-                "keep_versions", "train_hidden", "train_eval_every")
-    for name in positive:
-        if getattr(settings, name) <= 0:
-            env = next(k for k, v in ENV_NAMES.items() if v == name)
-            raise SettingsError(f"setting {env} must be positive, got {getattr(settings, name)}")
-    if settings.model_cache_mb <= 0 or settings.train_minutes <= 0:
-        raise SettingsError("settings MODEL_CACHE_MB and TRAIN_MINUTES must be positive")
-    if not settings.command_prefix or settings.reply_max_chars < 100:
-        raise SettingsError("COMMAND_PREFIX must be non-empty and REPLY_MAX_CHARS at least 100")
+    """Reject values that parse but are out of their stated range (NaN and infinity included)."""
+    env_of = {name: env for env, name in ENV_NAMES.items()}
+    for name, valid in RANGES.items():
+        value = getattr(settings, name)
+        if isinstance(value, tuple):
+            if any(v not in valid for v in value):
+                raise SettingsError(f"setting {env_of[name]} must list numbers {valid}, got "
+                                    + ",".join(map(str, value)))
+        elif value not in valid:
+            raise SettingsError(f"setting {env_of[name]} must be {valid}, got {value}")
+    if settings.train_minutes > settings.train_max_minutes:
+        raise SettingsError(f"setting TRAIN_MINUTES ({settings.train_minutes:g}) must not exceed "
+                            f"TRAIN_MAX_MINUTES ({settings.train_max_minutes:g})")
+    if not settings.command_prefix:
+        raise SettingsError("setting COMMAND_PREFIX must not be empty")
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise SettingsError(f"setting LOG_LEVEL must be {valid_text('log_level')}, got "
+                            f"{settings.log_level!r}")
 
 
 def load_settings(env_file: str | Path | None = ".env",
@@ -191,13 +262,38 @@ def load_settings(env_file: str | Path | None = ".env",
     return settings
 
 
+def valid_text(name: str) -> str:
+    """The valid values of a setting in words, as README and `.env.example` state them."""
+    if name == "train_minutes":
+        return f"{RANGES[name]}, and at most TRAIN_MAX_MINUTES"
+    if name in RANGES:
+        return ("numbers " if isinstance(_FIELDS[name].default, tuple) else "") + str(RANGES[name])
+    if isinstance(_FIELDS[name].default, Path):
+        return "a path"
+    return {"log_level": " or ".join((", ".join(LOG_LEVELS[:-1]), LOG_LEVELS[-1])),
+            "command_prefix": "not empty"}.get(name, "any text")
+
+
+def _default_text(name: str) -> str:
+    default = _FIELDS[name].default
+    if isinstance(default, tuple):
+        return ",".join(str(x) for x in default)
+    return str(default)
+
+
 def env_example() -> str:
-    """The text of `.env.example`: every setting with its default."""
+    """The text of `.env.example`: every setting with its default and its valid values."""
     lines = ["# Settings of the bot. Every value shown is the default; copy to .env and edit.",
              "# Variables set in the environment win over this file."]
     for env, name, doc in ENV_TABLE:
-        default = _FIELDS[name].default
-        if isinstance(default, tuple):
-            default = ",".join(str(x) for x in default)
-        lines += ["", f"# {doc}", f"{env}={default}"]
+        lines += ["", f"# {doc} (valid: {valid_text(name)})", f"{env}={_default_text(name)}"]
+    return "\n".join(lines) + "\n"
+
+
+def readme_table() -> str:
+    """The settings table of README.md (a test holds the two together)."""
+    lines = ["| setting | default | valid | meaning |", "|---|---|---|---|"]
+    for env, name, doc in ENV_TABLE:
+        default = _default_text(name) or "(empty)"
+        lines.append(f"| `{env}` | `{default}` | {valid_text(name)} | {doc} |")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lm
-from bot import engine, plots
+from bot import engine, plots, replies
 from bot.channel_models import ChannelModelSource
 from bot.engine import Scrubbed, TrainOutcome
 from bot.errors import Busy, UserError
@@ -164,7 +164,7 @@ class Trainer:
     async def close(self) -> None:
         """Cancel every training and wait until each has reported."""
         for job in self.jobs.values():
-            job.stopped_by = "the bot is shutting down"
+            job.stopped_by = "the bot's shutdown"
             job.cancel.set()
         await self.wait()
 
@@ -223,10 +223,12 @@ class Trainer:
         if out.cancelled or job.cancel.is_set():
             if not out.cancelled:  # cancelled after training: what it may have saved must go
                 await self.tidy(job.channel)
-            return Reply(f"training cancelled by {job.stopped_by} after {res.steps} steps "
+            return Reply(f"training cancelled by {job.stopped_by} after "
+                         f"{replies.count(res.steps, 'step')} "
                          f"({out.seconds:.0f} s); the model is unchanged")
         files = await self._curve(out)
-        head = (f"training done in {out.seconds:.0f} s ({res.steps} steps): held-out "
+        steps = replies.count(res.steps, "step")
+        head = (f"training done in {out.seconds:.0f} s ({steps}): held-out "
                 f"{out.bpc_before:.3f} → {out.bpc_after:.3f} bits/char")
         if not out.adopted:
             return Reply(f"{head}. The new model is not better on held-out text, so the "

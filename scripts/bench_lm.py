@@ -13,6 +13,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ from torch import nn  # noqa: E402
 
 import lm  # noqa: E402
 from lm.models import NGram, NGramConfig  # noqa: E402
-from lm.vocab import encode_messages  # noqa: E402
+from lm.vocab import BOUNDARY, encode_messages, split_messages  # noqa: E402
 
 CORPORA = ROOT / "data" / "corpora"
 SHAKESPEARE = CORPORA / "tinyshakespeare.txt"
@@ -39,31 +40,55 @@ def split() -> tuple[str, str]:
     return text[:n], text[n:]
 
 
-def val_loss(model, text: str) -> float:
-    """Stream nats/char; recurrent models in 16 lanes re-reading 256 symbols of context."""
-    return lm.evaluate(model, text, lanes=16 if model.kind != "ngram" else 1).nats_per_char
+READINGS = ("stream", "lines", "paragraphs")
+
+
+def readings(model, text: str) -> dict[str, float]:
+    """nats/char of the text read each way, exactly (every message from a fresh start, its end
+    counted; the stream as one message without an end, as nanoGPT reads it)."""
+    return {fmt: lm.evaluate(model, text, split=fmt).nats_per_char for fmt in READINGS}
+
+
+def train_messages(train: str) -> dict[str, list[str]]:
+    return {fmt: split_messages(train, fmt) for fmt in ("lines", "paragraphs")}
+
+
+def first_chars(messages: list[str]) -> dict[str, float]:
+    counts = Counter(m[0] for m in messages if m)
+    return {c: n / sum(counts.values()) for c, n in counts.items()}
+
+
+def start_distribution(model) -> dict[str, float]:
+    """P(first byte of a message), ASCII bytes as characters."""
+    with torch.inference_mode():
+        logp, _ = model(torch.tensor([[BOUNDARY]]), model.initial_state(1))
+    p = logp[0, 0].exp().tolist()
+    return {chr(i): p[i] for i in range(128)}
+
+
+def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
 
 
 def quality(rep: dict) -> None:
     train, val = split()
-    rows = {"uniform": val_loss(lm.load("uniform"), val)}
-    for order in (3, 5, 7):
-        t = time.perf_counter()
-        ng = NGram(NGramConfig(order)).fit(encode_messages([train]))
-        ng.tables()
-        rows[f"ngram-{order}"] = val_loss(ng, val)
-        rows[f"ngram-{order} train seconds"] = time.perf_counter() - t
-    shipped = {name: lm.load(name) for name in ("base-rnn", "base-ngram", "base")}
-    rows["base-rnn (shipped recurrent part)"] = val_loss(shipped["base-rnn"], val)
-    rows["base (shipped default)"] = val_loss(shipped["base"], val)
-    for name, model in shipped.items():  # how the bot reads text: as messages
-        rows[f"{name}, validation speeches as messages"] = lm.evaluate(
-            model, val, split="paragraphs", lanes=16).nats_per_char
+    models = {name: lm.load(name) for name in ("uniform", "base", "base-rnn", "base-ngram")}
+    # the peer: a Markov-chain bot, KN 7-gram with newline as its message boundary
+    models["KN-7 Markov bot (lines)"] = NGram(NGramConfig(7)).fit(
+        encode_messages(split_messages(train, "lines"))).eval()
+    rows: dict = {"readings (nats/char)": {n: readings(m, val) for n, m in models.items()}}
+    msgs = train_messages(train)
+    starts = {n: start_distribution(models[n]) for n in ("base", "base-rnn", "base-ngram")}
+    rows["first character: total variation from the training messages' first characters"] = {
+        n: {fmt: total_variation(d, first_chars(m)) for fmt, m in msgs.items()}
+        for n, d in starts.items()}
+    rows["first character: P('F' | start)"] = {n: d["F"] for n, d in starts.items()}
+    rows["!prob on validation lines of 5+ words"] = prob_wins(models, val)
+    rows["!babble --len 1000 from base"] = babbles(models["base"])
     rows["base, bits of <end> after a speech"] = lm.score(
-        shipped["base"], "First Citizen:\nBefore we proceed any further, hear me speak."
+        models["base"], "First Citizen:\nBefore we proceed any further, hear me speak."
     ).per_char[-1].bits
-    files = [p for p in (ROOT / "data").glob("*.pt")]
-    rows["shipped files MB"] = sum(p.stat().st_size for p in files) / 1e6
+    rows["shipped files MB"] = sum(p.stat().st_size for p in (ROOT / "data").glob("*.pt")) / 1e6
     t = time.perf_counter()
     base = lm.load("base")
     rows["load base seconds"] = time.perf_counter() - t
@@ -71,6 +96,26 @@ def quality(rep: dict) -> None:
     lm.score(base, SENTENCE)
     rows["first score after load seconds (builds the n-gram tables)"] = time.perf_counter() - t
     rep["quality"] = rows
+
+
+def prob_wins(models: dict, val: str) -> dict:
+    """The RNN column against the Markov column of `!prob` (the base's parts), each line
+    scored as `!prob` scores a sentence: from a fresh start, its end counted."""
+    lines = [ln.strip() for ln in val.split("\n") if len(ln.split()) >= 5]
+    rnn = lm.score_many(models["base-rnn"], lines)
+    markov = lm.score_many(models["base-ngram"], lines)
+    wins = sum(r.bits < m.bits for r, m in zip(rnn, markov, strict=True))
+    return {"lines": len(lines), "rnn wins": wins, "rnn win rate": wins / len(lines),
+            "rnn mean bits/char": statistics.fmean(r.bits_per_char for r in rnn),
+            "markov mean bits/char": statistics.fmean(m.bits_per_char for m in markov),
+            "rnn mean bits of <end>": statistics.fmean(r.per_char[-1].bits for r in rnn)}
+
+
+def babbles(model, n: int = 60, cap: int = 1000) -> dict:
+    texts = lm.sample(model, lm.SampleConfig(max_chars=cap, n=n, seed=0))
+    lengths = sorted(len(t) for t in texts)
+    return {"samples": n, "ended by themselves": sum(x < cap for x in lengths) / n,
+            "median length": statistics.median(lengths)}
 
 
 class PlainGRU(nn.Module):
@@ -126,29 +171,27 @@ def throughput(rep: dict, minutes: float, batch: int) -> None:
 
 
 def finetune(rep: dict) -> None:
+    """What a channel's `!train` does (lm.TrainConfig.finetune, 1 minute) on John, one verse a
+    message, scored line by line on Mark against a KN 7-gram counted on John."""
     john = (CORPORA / "john_kjv.txt").read_text(encoding="utf-8")
     mark = (CORPORA / "mark_kjv.txt").read_text(encoding="utf-8")
     msgs = [m for m in john.split("\n") if m]
     cut = int(len(msgs) * 0.9)
     base = lm.load("base-rnn")
-    cfg = lm.TrainConfig.finetune(minutes=1.0)  # what a channel's !train uses
-    res = lm.train(msgs, cfg, init=base)
+    res = lm.train(msgs[:cut], lm.TrainConfig.finetune(minutes=1.0), init=base, val=msgs[cut:])
     kn_all = NGram(NGramConfig(7)).fit(encode_messages(msgs))
     kn_train = NGram(NGramConfig(7)).fit(encode_messages(msgs[:cut]))
     mix = lm.fit_mix([res.model, kn_train], msgs[cut:])
-    _, sval = split()
+    kn = lm.evaluate(kn_all, mark, split="lines").nats_per_char
+    tuned = lm.evaluate(mix, mark, split="lines").nats_per_char
     rep["finetune"] = {
         "seconds": res.seconds, "steps": res.steps,
-        "held-out John before/after": [res.val_before, res.val_after],
-        "KN-7 on John, Mark lines": lm.evaluate(kn_all, mark, split="lines").nats_per_char,
-        "base-rnn, Mark lines": lm.evaluate(base, mark, split="lines", lanes=16).nats_per_char,
-        "fine-tuned rnn, Mark lines":
-            lm.evaluate(res.model, mark, split="lines", lanes=16).nats_per_char,
-        "channel mix (fine-tuned rnn + KN-7), Mark lines":
-            lm.evaluate(mix, mark, split="lines", lanes=16).nats_per_char,
-        "mix weights": list(mix.config.weights),
-        "Shakespeare val, base-rnn": val_loss(base, sval),
-        "Shakespeare val, fine-tuned": val_loss(res.model, sval),
+        "held-out John (nats/symbol) before/after": [res.val_before, res.val_after],
+        "KN-7 on John, Mark lines": kn,
+        "base-rnn, Mark lines": lm.evaluate(base, mark, split="lines").nats_per_char,
+        "fine-tuned rnn, Mark lines": lm.evaluate(res.model, mark, split="lines").nats_per_char,
+        "channel mix (fine-tuned rnn + KN-7), Mark lines": tuned,
+        "channel mix below KN-7 by": kn - tuned,
     }
 
 
@@ -178,6 +221,11 @@ def latency(rep: dict) -> None:
         rows[f"sample 200 chars, {name} (p50, p95 ms)"] = _percentiles(draw)
         rows[f"score 100 chars, {name} (p50, p95 ms)"] = _percentiles(score)
     rows.update(_plain_latency())
+    for what in ("sample 200 chars", "score 100 chars"):
+        plain = rows[f"{what}, plain eager nn.GRU-512 (p50, p95 ms)"][0]
+        for name in ("base", "base-rnn"):
+            rows[f"{what}, {name} / plain (p50 ratio)"] = rows[f"{what}, {name} (p50, p95 ms)"][0] \
+                / plain
     rep["latency"] = rows
 
 

@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 CHANNELS = 20
 LISTENING = 5  # the first channels listen
-WORDS = "to be or not that is the question whether tis nobler in mind suffer".split()
+WORDS = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler",
+         "in", "mind", "suffer"]
 
 
 class _Replies:

@@ -12,6 +12,7 @@ import logging
 import discord
 
 from bot.messages import Attachment, Incoming
+from bot.safety import safe_text
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,12 @@ async def read_attachments(
         else:
             kept.append(Attachment(attachment.filename, await attachment.read()))
     return tuple(kept), refused
+
+
+def skipped_text(refused: list[str], limit: int) -> str:
+    """The front's own reply naming refused uploads, made safe like every reply of the core: a
+    file name may hold mentions, control characters or bidi overrides."""
+    return safe_text("Skipped: " + "; ".join(refused), limit)
 
 
 def incoming(

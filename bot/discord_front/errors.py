@@ -12,8 +12,10 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.discord_front.render import MESSAGE_LIMIT
 from bot.errors import BotError
 from bot.messages import Reply, Responder
+from bot.safety import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,6 @@ async def report(error: BaseException, responder: Responder | None, where: str) 
     if responder is None:
         return
     try:
-        await responder.send(Reply(text))
+        await responder.send(Reply(safe_text(text, MESSAGE_LIMIT)))
     except discord.HTTPException as second:
         log.warning("%s: could not send the error reply either (%s)", where, second)

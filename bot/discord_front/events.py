@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.discord_front.convert import PLATFORM, corpus_channel_id, incoming, read_attachments
+from bot.discord_front.convert import (
+    PLATFORM,
+    corpus_channel_id,
+    incoming,
+    read_attachments,
+    skipped_text,
+)
 from bot.discord_front.errors import report
 from bot.discord_front.importer import import_history
 from bot.discord_front.render import ChannelResponder
@@ -85,12 +91,15 @@ class MessagesCog(commands.Cog):
     async def _dispatch(self, message: discord.Message, responder: Responder) -> None:
         settings = self.bot.settings
         command = command_of(message.content, settings.command_prefix)
+        admit = self.bot.core.admit  # the front's own answers count against cooldowns too
         if command is not None and command[0] == "import":
-            await self.run_import(message, command[1], responder)
+            if await admit(incoming(message, settings), responder):
+                await self.run_import(message, command[1], responder)
             return
         if command is not None and command[0] == "help":
             if command[1].lower().removeprefix(settings.command_prefix) == "import":
-                await responder.send(Reply(IMPORT_HELP))
+                if await admit(incoming(message, settings), responder):
+                    await responder.send(Reply(IMPORT_HELP))
                 return
             responder = HelpResponder(responder, settings.command_prefix)
         attachments = ()
@@ -99,9 +108,12 @@ class MessagesCog(commands.Cog):
                 message.attachments, settings.max_attachment_bytes
             )
             if refused:
-                await responder.send(Reply("Skipped: " + "; ".join(refused)))
-                if not attachments and not command[1]:
+                if not attachments and not command[1]:  # nothing left for the core to answer
+                    if await admit(incoming(message, settings), responder):
+                        await responder.send(Reply(skipped_text(refused,
+                                                                settings.reply_max_chars)))
                     return
+                await responder.send(Reply(skipped_text(refused, settings.reply_max_chars)))
         msg = incoming(message, settings, attachments=attachments)
         await self.bot.core.handle(msg, responder)
 

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
-from bot.discord_front.convert import PLATFORM, corpus_channel, may_moderate, read_attachments
+from bot.discord_front.convert import (
+    PLATFORM,
+    corpus_channel,
+    may_moderate,
+    read_attachments,
+    skipped_text,
+)
 from bot.discord_front.events import IMPORT_HELP, IMPORT_MAX, HelpResponder
 from bot.discord_front.render import NO_MENTIONS, InteractionResponder
 from bot.messages import Attachment, Incoming, Reply
@@ -119,7 +125,7 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
             attachments, refused = await read_attachments([file], s.max_attachment_bytes)
             if refused:
                 await interaction.response.send_message(
-                    "Skipped: " + "; ".join(refused), allowed_mentions=NO_MENTIONS
+                    skipped_text(refused, s.reply_max_chars), allowed_mentions=NO_MENTIONS
                 )
                 return
         await run(interaction, "learn", with_text("", text or ""), attachments)

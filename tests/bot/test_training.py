@@ -148,7 +148,7 @@ async def test_close_cancels_a_running_training(settings) -> None:
     rec = await say(core, "!train --minutes 5")
     await wait_for(lambda: len(rec.posted[0].edits) >= 1)
     await core.close()
-    assert "cancelled by the bot is shutting down" in rec.posted[0].last.text
+    assert "cancelled by the bot's shutdown" in rec.posted[0].last.text
 
 
 async def test_forget_me_stops_a_training_that_read_the_text(settings) -> None:
@@ -185,7 +185,7 @@ async def test_shutdown_while_waiting_for_a_training_stops_it_at_once(settings) 
     start = loop.time()
     await core.close()
     assert loop.time() - start < 10
-    assert "shutting down" in rec.posted[0].last.text
+    assert "cancelled by the bot's shutdown" in rec.posted[0].last.text
     assert rows(settings.db_path, "SELECT COUNT(*) FROM models") == [(0,)]
     assert not settings.checkpoint_dir.exists() or not any(settings.checkpoint_dir.rglob("*.pt"))
 

@@ -32,7 +32,7 @@ def test_settings_from_environment() -> None:
 @pytest.mark.parametrize("env, message", [
     ({"QUEUE_LIMIT": "many"}, "QUEUE_LIMIT must be an integer"),
     ({"MODEL_CACHE_MB": "x"}, "MODEL_CACHE_MB must be a number"),
-    ({"SAMPLE_WORKERS": "0"}, "SAMPLE_WORKERS must be positive"),
+    ({"SAMPLE_WORKERS": "0"}, "SAMPLE_WORKERS must be from 1 to 64, got 0"),
 ])
 def test_bad_settings_are_named(env: dict, message: str) -> None:
     with pytest.raises(SettingsError, match=message):

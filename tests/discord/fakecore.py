@@ -27,6 +27,9 @@ class FakeCore:
             name, _, args = msg.text[1:].partition(" ")
             await self.run_command(msg, name, args, responder)
 
+    async def admit(self, msg: Incoming, responder: Responder) -> bool:
+        return True
+
     async def run_command(self, msg: Incoming, name: str, args: str,
                           responder: Responder) -> None:
         self.commands.append((name, args))
