@@ -104,7 +104,9 @@ async def _pick_model(ctx: Context, which: str) -> Any:
 async def _generate(ctx: Context, prefix: str) -> Reply:
     o = ctx.options
     model = await _pick_model(ctx, o.get("model", "mix"))
-    config = lm.SampleConfig(temperature=o.get("temp", 1.0), max_chars=o.get("len", 200),
+    temp = o.get("temp", 1.0)  # below lm's least temperature: the likeliest text, as asked
+    config = lm.SampleConfig(temperature=max(temp, lm.MIN_TEMPERATURE),
+                             greedy=temp < lm.MIN_TEMPERATURE, max_chars=o.get("len", 200),
                              seed=o.get("seed"), n=o.get("n", 1))
     texts = await ctx.services.pool.run_batched(model, engine.generate_many,
                                                 (model, config, prefix),

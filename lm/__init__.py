@@ -10,12 +10,12 @@ from lm.errors import CheckpointError, LmError
 from lm.hub import component, load
 from lm.mixing import fit_mix
 from lm.models import LanguageModel
-from lm.sampling import SampleConfig, sample, sample_many
+from lm.sampling import MIN_TEMPERATURE, SampleConfig, sample, sample_many
 from lm.scoring import CharScore, Evaluation, Score, evaluate, score, score_many
 from lm.train import MIN_TRAIN_CHARS, Progress, TrainConfig, TrainResult, train
 
 __all__ = [
-    "MIN_TRAIN_CHARS", "CharScore", "CheckpointError", "Evaluation", "LanguageModel", "LmError",
+    "MIN_TEMPERATURE", "MIN_TRAIN_CHARS", "CharScore", "CheckpointError", "Evaluation", "LanguageModel", "LmError",
     "Progress", "SampleConfig", "Score", "TrainConfig", "TrainResult", "component", "evaluate",
     "fit_mix", "load", "load_checkpoint", "sample", "sample_many", "save", "score",
     "score_many", "train",

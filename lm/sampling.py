@@ -19,9 +19,9 @@ from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE_ROWS, VOCAB_SIZE, decode, de
 MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
 # Below this, sampling is greedy in all but name (a gap of 0.01 nats between the two likeliest
-# symbols already gives odds of e**-10), and tinier values break the arithmetic: a subnormal
-# temperature is read as 0 once the compiled kernels' fast-math mode is on, and 0/0 is NaN,
-# which the draw turns into symbol 0, a NUL byte. From 1e-3 up, log-probs (float32, so
+# symbols already gives odds of e**-10), and tinier values break the arithmetic: a log-prob
+# over a subnormal temperature overflows, and inf - inf is NaN, which a draw would turn into
+# symbol 0, a NUL byte. From 1e-3 up, log-probs (float32, so
 # > -3.4e38) over the temperature stay far inside float64, and the likeliest symbol always
 # weighs exp(0) = 1, so the total is at least 1.
 MIN_TEMPERATURE = 1e-3

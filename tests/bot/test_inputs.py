@@ -314,3 +314,9 @@ def test_hide_paths_keeps_ordinary_slashes() -> None:
     assert hide_paths("(data/channels/3/v2/model.pt: bad)", ("data/channels",)) == \
         "(model.pt: bad)"
     assert hide_paths("'/srv/bot/base.pt' and ~/x/y.pt") == "'base.pt' and y.pt"
+
+
+async def test_a_vanishing_temperature_babbles_the_likeliest_text(core) -> None:
+    tiny = await reply_of(core, "!babble --temp 1e-320 --len 30 --seed 1")
+    zero = await reply_of(core, "!babble --temp 0.0001 --len 30 --seed 2")
+    assert tiny == zero and "\x00" not in tiny and "\ufffd" not in tiny
