@@ -257,7 +257,8 @@ def train_channel(texts: list[str], init: Any | None, old_answer: Any, config: A
     out = TrainOutcome(mix, before, after, rnn_res, rnn_res.history, False,
                        time.monotonic() - t0)
     if out.adopted and not cancel.is_set():  # a `!forget` now must not find this on disk
-        save_to.mkdir(parents=True, exist_ok=False)
+        private_dirs(save_to.parent)
+        save_to.mkdir(mode=0o700, exist_ok=False)
         lm.save(mix, save_to / MODEL_FILE, summary={**summary, **out.metrics()})
     return out
 
@@ -336,6 +337,17 @@ def remove_unlisted(channel_dir: Path, keep: set[str]) -> list[str]:
     if not any(channel_dir.iterdir()):
         channel_dir.rmdir()
     return gone
+
+
+def private_dirs(folder: Path) -> None:
+    """Create `folder` and any missing parent readable by the owner only (checkpoints hold
+    n-gram counts of channel text)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
 
 
 def remove_orphans(checkpoint_dir: Path, recorded: set[str]) -> list[str]:

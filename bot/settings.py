@@ -36,7 +36,7 @@ class Settings:
     # Worker pool.
     sample_workers: int = 2
     sample_batch: int = 8  # sampling requests for one model answered in one batched pass
-    queue_limit: int = 16
+    queue_limit: int = 256  # a burst within the default cooldowns queues instead of "busy"
     train_queue_limit: int = 2
     model_cache_mb: float = 512.0
     torch_threads: int = 0

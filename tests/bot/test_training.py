@@ -205,3 +205,15 @@ async def test_a_folder_left_by_a_crash_is_removed_at_start(settings) -> None:
     async with await Core.open(settings):
         assert not orphan.exists() and not stray.parent.exists()
         assert (kept / engine.MODEL_FILE).is_file()
+
+
+async def test_channel_text_lives_in_files_only_the_owner_can_read(settings) -> None:
+    async with await Core.open(settings) as core:
+        await fill(core)
+        await train(core)
+    (path,) = [p for (p,) in rows(settings.db_path, "SELECT path FROM models")]
+    folder = settings.checkpoint_dir / path
+    for d in (settings.checkpoint_dir, folder.parent, folder):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    for f in (folder / engine.MODEL_FILE, settings.db_path):
+        assert f.stat().st_mode & 0o777 == 0o600, f
