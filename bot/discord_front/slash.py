@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 ModelName = Literal["mix", "rnn", "markov", "uniform"]
 CommandName = Literal["babble", "continue", "prob", "learn", "listen", "corpus", "train",
-                      "model", "forget", "help", "import"]
+                      "model", "forget", "optin", "help", "import"]
 MIN_TEMP, MAX_TEMP = 0.05, 5.0
 
 
@@ -152,9 +152,16 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         await run(interaction, "model", "rollback" if rollback else "")
 
     @app_commands.command(description="Remove your messages (me) or the whole corpus (all)")
-    @app_commands.describe(what="me: your messages; all: everything (moderators)")
-    async def forget(interaction: discord.Interaction, what: Literal["me", "all"]) -> None:
+    @app_commands.describe(what="me: your messages here; me everywhere: in every channel; "
+                                "all: everything here (moderators)")
+    async def forget(interaction: discord.Interaction,
+                     what: Literal["me", "me everywhere", "all"]) -> None:
         await run(interaction, "forget", what)
+
+    @app_commands.command(description="Let listening and imports store your messages again")
+    @app_commands.describe(everywhere="In every channel, not only this one")
+    async def optin(interaction: discord.Interaction, everywhere: bool = False) -> None:
+        await run(interaction, "optin", "everywhere" if everywhere else "")
 
     @app_commands.command(name="help", description="What the bot can do")
     @app_commands.describe(command="One command to explain")
@@ -176,4 +183,5 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         responder = InteractionResponder(interaction)
         await bot.messages_cog.start_import(allowed, channel, str(count or ""), responder)
 
-    return [babble, continue_, prob, learn, listen, corpus, train, model, forget, help_, import_]
+    return [babble, continue_, prob, learn, listen, corpus, train, model, forget, optin, help_,
+            import_]
