@@ -292,14 +292,16 @@ async def help_(ctx: Context) -> Reply:
     if name:
         cmd = ctx.services.commands.get(name)
         if cmd is not None:
-            return Reply(f"{p}{cmd.usage}\n{cmd.help}\n{describe_options(cmd.options)}")
+            return Reply(f"{p}{cmd.usage}\n{cmd.help}\n{describe_options(cmd.options)}",
+                         private=True)
         for usage, text in ctx.services.front_help:
             if usage.split()[0] == name:
-                return Reply(f"{p}{usage}\n{text}")
+                return Reply(f"{p}{usage}\n{text}", private=True)
         raise UserError(f"no command {p}{name}; `{p}help` lists them")
     entries = [(c.usage, c.help) for c in ctx.services.commands.values()]
     entries += ctx.services.front_help
-    return Reply("commands:\n" + "\n".join(f"{p}{usage} — {text}" for usage, text in entries))
+    return Reply("commands:\n" + "\n".join(f"{p}{usage} — {text}" for usage, text in entries),
+                 private=True)
 
 
 def build_commands(s: Settings) -> dict[str, Command]:

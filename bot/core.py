@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 def error_reply(err: BaseException) -> Reply:
     """The reply for an error raised while handling a command (the one place that decides)."""
     if isinstance(err, UserError | Busy | CooldownError | lm.LmError):
-        return Reply(str(err))
-    return Reply("something went wrong on my side; it has been logged")
+        return Reply(str(err), private=True)
+    return Reply("something went wrong on my side; it has been logged", private=True)
 
 
 class _SafeSent:
@@ -49,7 +49,8 @@ class _SafeSent:
         self._inner, self._limit = inner, limit
 
     async def edit(self, reply: Reply) -> None:
-        await self._inner.edit(Reply(safe_text(reply.text, self._limit), reply.files))
+        await self._inner.edit(Reply(safe_text(reply.text, self._limit), reply.files,
+                                     reply.private))
 
 
 class _SafeResponder:
@@ -59,7 +60,8 @@ class _SafeResponder:
         self._inner, self._limit = inner, limit
 
     async def send(self, reply: Reply) -> Sent:
-        sent = await self._inner.send(Reply(safe_text(reply.text, self._limit), reply.files))
+        sent = await self._inner.send(Reply(safe_text(reply.text, self._limit), reply.files,
+                                            reply.private))
         return _SafeSent(sent, self._limit)
 
 
@@ -180,7 +182,9 @@ class Core:
     async def run_command(self, msg: Incoming, name: str, args: str,
                           responder: Responder) -> None:
         """Run one command (a text command already split, or a slash command) and reply."""
-        if msg.author_is_bot or not await self.admit(msg, responder):
+        if msg.author_is_bot or (msg.shared_channel and name.lower() not in self.services.commands):
+            return  # another bot's command: not ours to answer, nor to count
+        if not await self.admit(msg, responder):
             return
         try:
             reply = await self._dispatch(msg, name.lower(), args, responder)

@@ -31,6 +31,9 @@ class Incoming:
     author_is_bot: bool = False
     may_moderate: bool = False
     attachments: tuple[Attachment, ...] = ()
+    # Other bots may answer the same prefix here (a server channel): a command that is not ours
+    # gets no answer at all, not "unknown command".
+    shared_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Reply:
 
     text: str
     files: tuple[ReplyFile, ...] = ()
+    # For the asker alone (refusals, errors, cooldown notices, help): a front that can show a
+    # message to one person does (Discord's ephemeral answers to slash commands); others post it.
+    private: bool = False
 
 
 class Sent(Protocol):

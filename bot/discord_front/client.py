@@ -44,12 +44,10 @@ class FrontCore(Protocol):
 
 
 def intents() -> discord.Intents:
-    """Guilds and guild messages, plus message content (privileged: tick it in the portal)."""
-    wanted = discord.Intents.default()
-    wanted.message_content = True
-    wanted.members = False
-    wanted.presences = False
-    return wanted
+    """Exactly what the bot reads: guilds, messages in guilds and DMs, and their content
+    (privileged: tick it in the portal)."""
+    return discord.Intents(guilds=True, guild_messages=True, dm_messages=True,
+                           message_content=True)
 
 
 class BabbleBot(commands.AutoShardedBot):
@@ -119,6 +117,9 @@ class BabbleBot(commands.AutoShardedBot):
 
 def build_bot(core: FrontCore, settings: Settings) -> BabbleBot:
     """The bot for these settings, not yet connected (tests hand it to SimCord)."""
+    discord.VoiceClient.warn_nacl = False  # no voice here: no warning about voice libraries
+    if hasattr(discord.VoiceClient, "warn_dave"):
+        discord.VoiceClient.warn_dave = False
     options: dict[str, Any] = {
         "command_prefix": settings.command_prefix,
         "intents": intents(),

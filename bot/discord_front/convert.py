@@ -107,4 +107,5 @@ def incoming(
         author_is_bot=message.author.bot,
         may_moderate=may_moderate(message.author, message.channel, settings),
         attachments=attachments,
+        shared_channel=message.guild is not None,  # servers run several bots on one prefix
     )

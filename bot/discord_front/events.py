@@ -66,7 +66,7 @@ class HelpResponder:
     async def send(self, reply: Reply) -> Sent:
         """Send the reply, with the `!import` line after a full command list."""
         if reply.text.startswith("commands:"):
-            reply = Reply(f"{reply.text}\n{self.prefix}{IMPORT_USAGE}", reply.files)
+            reply = Reply(f"{reply.text}\n{self.prefix}{IMPORT_USAGE}", reply.files, reply.private)
         return await self.inner.send(reply)
 
 

@@ -7,6 +7,7 @@ backed by a stream that is spent after one upload.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Sequence
@@ -111,22 +112,40 @@ class InteractionSent:
 
 
 class InteractionResponder:
-    """Answers a deferred slash command: the first reply fills the deferred answer."""
+    """Answers a slash command. The first reply answers the interaction itself: privately
+    (ephemeral) when the core marks it private, publicly otherwise. A command that has not
+    answered within DEFER_AFTER_S is deferred publicly ("thinking…"), inside Discord's 3 s."""
 
     def __init__(self, interaction: discord.Interaction) -> None:
         self.interaction = interaction
         self.answered = False
+        self._lock = asyncio.Lock()  # a deferral and a first answer must not cross
+
+    async def defer_after(self, seconds: float) -> None:
+        """Defer publicly if nothing was sent within `seconds`."""
+        await asyncio.sleep(seconds)
+        async with self._lock:
+            if not self.interaction.response.is_done():
+                await self.interaction.response.defer(thinking=True)
 
     async def send(self, reply: Reply) -> InteractionSent:
-        """Fill the deferred response, or post a follow-up for later replies."""
+        """Answer the interaction, fill the deferred answer, or post a follow-up."""
+        async with self._lock:
+            return await self._send(reply)
+
+    async def _send(self, reply: Reply) -> InteractionSent:
         channel = self.interaction.channel
         messageable = channel if isinstance(channel, discord.abc.Messageable) else None
+        first, self.answered = not self.answered, True
         if not self.interaction.response.is_done():
-            await self.interaction.response.defer(thinking=True)
-        if not self.answered:
-            self.answered = True
-            kwargs = edit_kwargs(reply)
-            message = await self.interaction.edit_original_response(**kwargs)
+            await self.interaction.response.send_message(**message_kwargs(reply),
+                                                          ephemeral=reply.private)
+            return InteractionSent(await self.interaction.original_response(), messageable)
+        if first and not reply.private:
+            message = await self.interaction.edit_original_response(**edit_kwargs(reply))
             return InteractionSent(message, messageable)
-        message = await self.interaction.followup.send(**message_kwargs(reply), wait=True)
+        if first:  # private after a public "thinking…": that must end before a private follow-up
+            await self.interaction.edit_original_response(content="(answered privately)")
+        message = await self.interaction.followup.send(**message_kwargs(reply), wait=True,
+                                                       ephemeral=reply.private)
         return InteractionSent(message, messageable)

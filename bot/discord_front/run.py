@@ -10,6 +10,9 @@ import asyncio
 import logging
 import signal
 
+import aiohttp
+import discord
+
 from bot.discord_front.client import build_bot
 from bot.errors import SettingsError
 from bot.settings import Settings
@@ -18,13 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def run(settings: Settings) -> None:
-    """Serve Discord with `settings.discord_token` until SIGTERM or Ctrl-C."""
+    """Serve Discord with `settings.discord_token` until SIGTERM or Ctrl-C. The start-up
+    failures people meet first become a SettingsError naming the README step that fixes them."""
     if not settings.discord_token:
         raise SettingsError("DISCORD_TOKEN is not set")
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         log.warning("interrupted during shutdown")
+    except discord.LoginFailure:
+        raise SettingsError("Discord refused DISCORD_TOKEN: copy the bot's token again "
+                            "(README, Discord step 1) into .env") from None
+    except discord.PrivilegedIntentsRequired:
+        raise SettingsError("Discord refused the Message Content intent: tick it under Bot > "
+                            "Privileged Gateway Intents (README, Discord step 1)") from None
+    except (aiohttp.ClientConnectionError, OSError) as err:
+        raise SettingsError(f"cannot reach Discord ({type(err).__name__}): check the network "
+                            "connection and try again") from None
 
 
 async def serve(settings: Settings) -> None:

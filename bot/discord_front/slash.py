@@ -11,6 +11,7 @@ No `from __future__ import annotations` here: discord.py reads these annotations
 time, and the ranges are built from the settings inside `slash_commands`.
 """
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal
 
@@ -38,6 +39,7 @@ ModelName = Literal["mix", "rnn", "markov", "uniform"]
 CommandName = Literal["babble", "continue", "prob", "learn", "listen", "corpus", "train",
                       "model", "forget", "optin", "help", "import"]
 MIN_TEMP, MAX_TEMP = 0.05, 5.0
+DEFER_AFTER_S = 1.5  # answer directly (privately if need be) when faster; Discord allows 3 s
 
 
 def options(**values: object) -> str:
@@ -80,12 +82,15 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
 
     async def run(interaction: discord.Interaction, name: str, args: str,
                   attachments: tuple[Attachment, ...] = (), wrap_help: bool = False) -> None:
-        await interaction.response.defer(thinking=True)
         responder = InteractionResponder(interaction)
+        deferral = asyncio.create_task(responder.defer_after(DEFER_AFTER_S))
         text = f"{s.command_prefix}{name} {args}".strip()
         msg = slash_incoming(interaction, s, text, attachments)
         target = HelpResponder(responder, "/") if wrap_help else responder
-        await bot.core.run_command(msg, name, args, target)
+        try:
+            await bot.core.run_command(msg, name, args, target)
+        finally:
+            deferral.cancel()
         if not responder.answered:
             await responder.send(Reply("Done."))
 

@@ -6,6 +6,7 @@ real core would never produce (it sanitises mentions itself).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from bot.messages import Incoming, Reply, ReplyFile, Responder
@@ -43,6 +44,9 @@ class FakeCore:
             await sent.edit(Reply("second", (png,)))
         elif name == "boom":
             raise RuntimeError("kaboom")
+        elif args.endswith(("-- slow", "-- slow private")):  # e.g. /prob sentence:slow
+            await asyncio.sleep(2.0)  # past the front's deferral, inside Discord's 15 minutes
+            await responder.send(Reply("late", private=args.endswith("private")))
 
     async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool:
         self.deleted.append((channel_id, message_id))

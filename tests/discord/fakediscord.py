@@ -88,6 +88,9 @@ class FakeDiscord:
             await self._runner.cleanup()
 
     async def me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") == "Bot refused-token":  # as Discord answers
+            return web.Response(status=401, content_type="application/json",
+                                text='{"message": "401: Unauthorized", "code": 0}')
         return _json(user(BOT_ID, "babble", bot=True))
 
     async def application(self, request: web.Request) -> web.Response:

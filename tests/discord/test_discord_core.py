@@ -74,7 +74,7 @@ async def test_help_lists_import_too(world: World) -> None:
     assert "!babble" in world.general.last_message.content
     assert "!import [N]" in world.general.last_message.content
     result = await world.alice.slash(world.general, "help")
-    assert "/import [N]" in result.response.content
+    assert "/import [N]" in result.response.content and result.response.ephemeral
     result = await world.alice.slash(world.general, "help", command="prob")
     assert result.response.content.startswith("!prob <sentence>")
     await world.alice.send(world.general, "!help import")
@@ -101,7 +101,9 @@ async def test_moderator_commands_refused_then_granted(world: World) -> None:
     await world.alice.send(world.general, "!listen on")
     assert "for moderators only" in world.general.last_message.content
     result = await world.alice.slash(world.general, "forget", what="all")
-    assert "for moderators only" in result.response.content
+    # for her eyes only, and no public "thinking…" left behind
+    assert "for moderators only" in result.response.content and result.response.ephemeral
+    assert result.followups == []
 
     mod = moderator(world)
     await mod.send(world.general, "!listen on")
@@ -193,9 +195,12 @@ async def test_replies_fit_and_bad_input_is_answered(world: World) -> None:
     assert 0 < len(world.general.last_message.content) <= 2000
     await world.alice.send(world.general, "!babble --temp hot")
     assert "bad value 'hot' for --temp" in world.general.last_message.content
-    await world.alice.send(world.general, "!nosuchcommand")
-    assert "unknown command" in world.general.last_message.content
     replies = len(world.bot_replies())
+    await world.alice.send(world.general, "!play some music")  # another bot's command
+    assert len(world.bot_replies()) == replies
+    await world.alice.send(world.general, "!babble --len 10 --seed 1")  # ours still answered
+    assert len(world.bot_replies()) == replies + 1
+    replies += 1
     await world.alice.send(world.general, world.env.bot.user.mention)  # only a mention
     await world.alice.send(world.general, "😀" * 2000)  # not listening: ignored
     assert len(world.bot_replies()) == replies

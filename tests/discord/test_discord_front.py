@@ -47,8 +47,8 @@ async def test_slash_reply_pings_nobody(world: World, core: FakeCore) -> None:
     # /prob goes to the fake core, which answers nothing; the front then says "Done.", and a
     # ping-carrying answer is checked through the prefix path above. Here: the payload flags.
     await world.alice.slash(world.general, "prob", sentence="@everyone hi")
-    patches = [r for r in world.env.http_requests if r.method == "PATCH"]
-    assert patches[-1].json["allowed_mentions"] == {"parse": []}
+    callbacks = [r.json for r in world.env.http_requests if r.path.endswith("/callback")]
+    assert callbacks[-1]["data"]["allowed_mentions"] == {"parse": []}
     assert core.commands[-1] == ("prob", "-- @everyone hi")
 
 
@@ -166,7 +166,7 @@ async def test_slash_options_become_core_arguments(world: World, core: FakeCore)
     result = await world.alice.slash(world.general, "continue", text="Once upon",
                                      temp=0.5, len=40, seed=3)
     callbacks = [r.json for r in world.env.http_requests if r.path.endswith("/callback")]
-    assert callbacks[-1] == {"type": 5}  # deferred: "the bot is thinking"
+    assert callbacks[-1]["type"] == 4  # answered at once: no "thinking…" for a quick answer
     assert result.response.content == "Done."
     assert core.commands[-1] == ("continue", "--temp 0.5 --len 40 --seed 3 -- Once upon")
     await world.alice.slash(world.general, "train", cancel=True)
@@ -202,3 +202,17 @@ async def test_expired_interaction_edits_continue_in_the_channel() -> None:
     await sent.edit(Reply("done"))
     assert [m["content"] for m in channel.sent] == ["50% done", "done"]
     assert channel.sent[1]["edited"] and channel.sent[0]["allowed_mentions"] == NO_MENTIONS
+
+
+async def test_a_slow_slash_command_is_deferred_then_answered(world: World) -> None:
+    result = await world.alice.slash(world.general, "prob", sentence="slow")
+    callbacks = [r.json for r in world.env.http_requests if r.path.endswith("/callback")]
+    assert callbacks[-1] == {"type": 5}  # deferred: "the bot is thinking"
+    assert result.response.content == "late" and not result.response.ephemeral
+
+
+async def test_a_late_private_answer_goes_to_the_asker_alone(world: World) -> None:
+    result = await world.alice.slash(world.general, "prob", sentence="slow private")
+    assert result.response.content == "(answered privately)"
+    (private,) = result.followups
+    assert private.content == "late" and private.ephemeral

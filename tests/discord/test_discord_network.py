@@ -86,3 +86,26 @@ async def test_python_m_bot_serves_discord_and_flushes_on_sigterm(tmp_path: Path
     with sqlite3.connect(tmp_path / "bot.db") as conn:  # the buffered message was written
         texts = [r[0] for r in conn.execute("SELECT text FROM messages")]
     assert texts == ["words worth keeping"]
+
+
+@pytest.mark.parametrize(("token", "port", "expected"), [
+    ("refused-token", None, "Discord refused DISCORD_TOKEN"),
+    ("any-token", 1, "cannot reach Discord"),  # nothing listens on port 1
+])
+async def test_start_up_failures_are_one_line(tmp_path: Path, tiny_base: Path, token, port,
+                                              expected) -> None:
+    server = FakeDiscord()
+    await server.start()
+    env = {**os.environ, "FAKE_DISCORD_PORT": str(port or server.port), "DISCORD_TOKEN": token,
+           "BOT_DB": str(tmp_path / "bot.db"), "BOT_CHECKPOINTS": str(tmp_path / "channels"),
+           "BASE_MODEL": str(tiny_base), "TORCH_THREADS": "1", "LOG_LEVEL": "WARNING"}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.discord.netrun", env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    finally:
+        await server.stop()
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert expected in lines[0] and "Traceback" not in lines[0] and token not in lines[0]
