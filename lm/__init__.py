@@ -15,7 +15,8 @@ from lm.scoring import CharScore, Evaluation, Score, evaluate, score, score_many
 from lm.train import MIN_TRAIN_CHARS, Progress, TrainConfig, TrainResult, train
 
 __all__ = [
-    "MIN_TEMPERATURE", "MIN_TRAIN_CHARS", "CharScore", "CheckpointError", "Evaluation", "LanguageModel", "LmError",
+    "MIN_TEMPERATURE", "MIN_TRAIN_CHARS", "CharScore", "CheckpointError", "Evaluation",
+    "LanguageModel", "LmError",
     "Progress", "SampleConfig", "Score", "TrainConfig", "TrainResult", "component", "evaluate",
     "fit_mix", "load", "load_checkpoint", "sample", "sample_many", "save", "score",
     "score_many", "train",

@@ -42,15 +42,19 @@ async def corpus_channel_id(client: discord.Client, channel_id: int) -> int:
     return parent if parent is not None else channel_id
 
 
-def may_moderate(author: discord.abc.User, channel: object, settings: Settings) -> bool:
-    """Whether the author may run moderator commands in this channel (always in a DM)."""
+def may_moderate(author: discord.abc.User, channel: object, settings: Settings,
+                 perms: discord.Permissions | None = None) -> bool:
+    """Whether the author may run moderator commands in this channel. Nobody moderates in a DM
+    (a stranger must not fill the training queue or store text there by listening). `perms`:
+    the author's permissions when Discord sent them (a slash command's
+    `interaction.permissions`; a channel that is not cached knows none)."""
     if not isinstance(author, discord.Member):
-        return not isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        return False
     permissions_for = getattr(channel, "permissions_for", None)
-    if permissions_for is not None:
+    if perms is None and permissions_for is not None:
         perms = permissions_for(author)
-        if perms.manage_messages or perms.manage_guild:
-            return True
+    if perms is not None and (perms.manage_messages or perms.manage_guild):
+        return True
     role = settings.discord_mod_role.strip()
     return bool(role) and any(r.name == role or str(r.id) == role for r in author.roles)
 

@@ -66,7 +66,7 @@ def slash_incoming(
         author_name=user.display_name,
         text=text,
         author_is_bot=user.bot,
-        may_moderate=may_moderate(user, channel, settings),
+        may_moderate=may_moderate(user, channel, settings, interaction.permissions),
         attachments=attachments,
     )
 
@@ -135,8 +135,14 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
                 return
         await run(interaction, "learn", with_text("", text or ""), attachments)
 
+    # Moderator commands are top-level commands of their own: Discord hides a command by its
+    # default permissions, never a subcommand or an option. The core still checks.
+    moderators = app_commands.default_permissions(manage_messages=True)
+
     @app_commands.command(description="Store this channel's messages in its corpus (or not)")
-    @app_commands.describe(state="on or off (moderators); leave out to see the setting")
+    @moderators
+    @app_commands.guild_only()
+    @app_commands.describe(state="on or off; leave out to see the setting")
     async def listen(interaction: discord.Interaction,
                      state: Literal["on", "off"] | None = None) -> None:
         await run(interaction, "listen", state or "")
@@ -146,22 +152,35 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         await run(interaction, "corpus", "")
 
     @app_commands.command(description="Fine-tune this channel's model on its corpus")
+    @moderators
+    @app_commands.guild_only()
     @app_commands.describe(minutes="Training budget", cancel="Stop the running training")
     async def train(interaction: discord.Interaction, minutes: Minutes | None = None,
                     cancel: bool = False) -> None:
         await run(interaction, "train", "cancel" if cancel else options(minutes=minutes))
 
-    @app_commands.command(description="Which model answers here; roll back to the previous one")
-    @app_commands.describe(rollback="Go back to the previous version (moderators)")
-    async def model(interaction: discord.Interaction, rollback: bool = False) -> None:
-        await run(interaction, "model", "rollback" if rollback else "")
+    @app_commands.command(description="Which model answers here, and its versions")
+    async def model(interaction: discord.Interaction) -> None:
+        await run(interaction, "model", "")
 
-    @app_commands.command(description="Remove your messages (me) or the whole corpus (all)")
-    @app_commands.describe(what="me: your messages here; me everywhere: in every channel; "
-                                "all: everything here (moderators)")
+    @app_commands.command(description="Go back to this channel's previous model version")
+    @moderators
+    @app_commands.guild_only()
+    async def rollback(interaction: discord.Interaction) -> None:
+        await run(interaction, "model", "rollback")
+
+    @app_commands.command(description="Remove your messages and store none of yours again")
+    @app_commands.describe(what="me: your messages here; me everywhere: in every channel")
     async def forget(interaction: discord.Interaction,
-                     what: Literal["me", "me everywhere", "all"]) -> None:
+                     what: Literal["me", "me everywhere"]) -> None:
         await run(interaction, "forget", what)
+
+    @app_commands.command(name="forget-all", description="Empty this channel's corpus and drop "
+                                                           "its models")
+    @moderators
+    @app_commands.guild_only()
+    async def forget_all(interaction: discord.Interaction) -> None:
+        await run(interaction, "forget", "all")
 
     @app_commands.command(description="Let listening and imports store your messages again")
     @app_commands.describe(everywhere="In every channel, not only this one")
@@ -177,6 +196,8 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         await run(interaction, "help", command or "", wrap_help=not command)
 
     @app_commands.command(name="import", description="Moderators: read this channel's history")
+    @moderators
+    @app_commands.guild_only()
     @app_commands.describe(count="How many recent messages to read, threads included")
     async def import_(interaction: discord.Interaction,
                       count: app_commands.Range[int, 1, IMPORT_MAX] | None = None) -> None:
@@ -184,9 +205,9 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         channel = interaction.channel
         if isinstance(channel, discord.Thread) and channel.parent is not None:
             channel = channel.parent
-        allowed = may_moderate(interaction.user, interaction.channel, s)
+        allowed = may_moderate(interaction.user, interaction.channel, s, interaction.permissions)
         responder = InteractionResponder(interaction)
         await bot.messages_cog.start_import(allowed, channel, str(count or ""), responder)
 
-    return [babble, continue_, prob, learn, listen, corpus, train, model, forget, optin, help_,
-            import_]
+    return [babble, continue_, prob, learn, listen, corpus, train, model, rollback, forget,
+            forget_all, optin, help_, import_]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import discord
 import pytest
 import simcord
 
@@ -42,7 +43,10 @@ async def flushed(core: Core) -> None:
 
 
 def moderator(world: World) -> simcord.MemberActor:
-    return world.member("mod", world.guild.create_role("Babble Mods"))
+    """A member whose role may manage messages: the moderator commands are visible to them."""
+    role = world.guild.create_role("Babble Mods",
+                                   permissions=discord.Permissions(manage_messages=True))
+    return world.member("mod", role)
 
 
 async def test_babble_and_continue_same_by_prefix_and_slash(world: World) -> None:
@@ -100,17 +104,18 @@ async def test_learn_corpus_forget(world: World, core: Core,
 async def test_moderator_commands_refused_then_granted(world: World) -> None:
     await world.alice.send(world.general, "!listen on")
     assert "for moderators only" in world.general.last_message.content
-    result = await world.alice.slash(world.general, "forget", what="all")
-    # for her eyes only, and no public "thinking…" left behind
-    assert "for moderators only" in result.response.content and result.response.ephemeral
-    assert result.followups == []
+    result = await world.alice.slash(world.general, "forget", what="me")  # hers to use
+    assert result.response.content.startswith("removed 0 messages")
+    for hidden in ("forget-all", "train", "listen", "import", "rollback"):
+        assert hidden not in world.alice.available_commands(world.general)
 
     mod = moderator(world)
     await mod.send(world.general, "!listen on")
     assert world.general.last_message.content.startswith("listening: from now on")
     result = await mod.slash(world.general, "listen", state="off")
     assert result.response.content.startswith("listening is off")
-    result = await mod.slash(world.general, "forget", what="all")
+    assert {"forget-all", "train", "rollback"} <= set(mod.available_commands(world.general))
+    result = await mod.slash(world.general, "forget-all")
     assert result.response.content.startswith("forgot this channel")
 
 
@@ -204,3 +209,19 @@ async def test_replies_fit_and_bad_input_is_answered(world: World) -> None:
     await world.alice.send(world.general, world.env.bot.user.mention)  # only a mention
     await world.alice.send(world.general, "😀" * 2000)  # not listening: ignored
     assert len(world.bot_replies()) == replies
+
+
+async def test_nobody_moderates_in_a_dm(world: World) -> None:
+    """A stranger's DM cannot listen, train or fill the training queue; babble still works and
+    an unknown command is still explained (no other bot shares a DM)."""
+    stranger = world.env.create_user("stranger")
+    dm = stranger.dm_channel
+    for command in ("!listen on", "!train", "!forget all"):
+        await stranger.send_dm(command)
+        assert "for moderators only" in dm.last_message.content, command
+    await stranger.send_dm("!nosuch")
+    assert "unknown command" in dm.last_message.content
+    await stranger.send_dm("!babble --len 10 --seed 1")
+    assert dm.last_message.author.id == world.env.bot.user.id
+    assert "train" not in stranger.available_commands() and "babble" in \
+        stranger.available_commands()  # guild-only commands are not offered in DMs
