@@ -7,6 +7,7 @@ in its cache) are still updated or removed from the corpus.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 import discord
@@ -39,11 +40,22 @@ _ORDINARY = (discord.MessageType.default, discord.MessageType.reply)
 
 
 def command_of(text: str, prefix: str) -> tuple[str, str] | None:
-    """(name, args) of a prefix command, lower-cased name; None for ordinary text."""
+    """(name, args) of a prefix command, lower-cased name; None for ordinary text. The name
+    ends at any whitespace (`!learn` then a newline then text is `learn`)."""
     if not text.startswith(prefix):
         return None
-    name, _, args = text[len(prefix) :].strip().partition(" ")
-    return (name.lower(), args.strip()) if name else None
+    name, *args = text[len(prefix) :].strip().split(maxsplit=1)[:2] or [""]
+    return (name.lower(), args[0].strip() if args else "") if name else None
+
+
+def addressed(text: str, bot_id: int, prefix: str) -> str | None:
+    """A message that starts by mentioning the bot, as the command it asks for:
+    `@babble prob To be` is `!prob To be`, a bare `@babble` is `!babble`. None otherwise."""
+    m = re.match(rf"<@!?{bot_id}>\s*", text)
+    if m is None:
+        return None
+    rest = text[m.end():].strip().removeprefix(prefix)
+    return prefix + (rest or "babble")
 
 
 def import_limit(args: str) -> int:
@@ -90,7 +102,10 @@ class MessagesCog(commands.Cog):
 
     async def _dispatch(self, message: discord.Message, responder: Responder) -> None:
         settings = self.bot.settings
-        command = command_of(message.content, settings.command_prefix)
+        me = self.bot.user
+        text = (addressed(message.content, me.id, settings.command_prefix) if me else None) \
+            or message.content
+        command = command_of(text, settings.command_prefix)
         admit = self.bot.core.admit  # the front's own answers count against cooldowns too
         if command is not None and command[0] == "import":
             if await admit(incoming(message, settings), responder):
@@ -114,7 +129,7 @@ class MessagesCog(commands.Cog):
                                                                 settings.reply_max_chars)))
                     return
                 await responder.send(Reply(skipped_text(refused, settings.reply_max_chars)))
-        msg = incoming(message, settings, attachments=attachments)
+        msg = incoming(message, settings, text=text, attachments=attachments)
         await self.bot.core.handle(msg, responder)
 
     async def run_import(self, message: discord.Message, args: str, responder: Responder) -> None:

@@ -206,7 +206,6 @@ async def test_replies_fit_and_bad_input_is_answered(world: World) -> None:
     await world.alice.send(world.general, "!babble --len 10 --seed 1")  # ours still answered
     assert len(world.bot_replies()) == replies + 1
     replies += 1
-    await world.alice.send(world.general, world.env.bot.user.mention)  # only a mention
     await world.alice.send(world.general, "😀" * 2000)  # not listening: ignored
     assert len(world.bot_replies()) == replies
 
@@ -225,3 +224,26 @@ async def test_nobody_moderates_in_a_dm(world: World) -> None:
     assert dm.last_message.author.id == world.env.bot.user.id
     assert "train" not in stranger.available_commands() and "babble" in \
         stranger.available_commands()  # guild-only commands are not offered in DMs
+
+
+async def test_a_mention_runs_a_command(world: World) -> None:
+    me = world.env.bot.user.mention
+    await world.alice.send(world.general, f"{me} prob To be or not to be")
+    assert world.general.last_message.content.startswith("'To be or not to be'")
+    await world.alice.send(world.general, f"{me} babble --len 30 --seed 3")
+    by_mention = world.general.last_message.content
+    await world.alice.send(world.general, "!babble --len 30 --seed 3")
+    assert by_mention == world.general.last_message.content
+    replies = len(world.bot_replies())
+    await world.alice.send(world.general, me)  # a bare mention: a babble
+    assert len(world.bot_replies()) == replies + 1
+
+
+def test_a_command_name_ends_at_any_whitespace() -> None:
+    from bot.discord_front.events import addressed, command_of
+    assert command_of("!learn\nThou art", "!") == ("learn", "Thou art")
+    assert command_of("!LEARN\tx y", "!") == ("learn", "x y")
+    assert command_of("!", "!") is None and command_of("hello", "!") is None
+    assert addressed("<@42> prob To be", 42, "!") == "!prob To be"
+    assert addressed("<@!42>", 42, "!") == "!babble"
+    assert addressed("<@43> hi", 42, "!") is None
