@@ -195,18 +195,25 @@ async def learn(ctx: Context) -> Reply:
     corpus, ch = ctx.services.corpus, ctx.channel
     if not ctx.text and not ctx.msg.attachments:
         raise UserError("!learn needs text, e.g. `!learn Thou art more lovely`, or a .txt file")
-    parts = []
-    for att in ctx.msg.attachments:  # checked one by one: a bad file stops before any is stored
-        lines, chars = await corpus.learn_file(ch.id, ctx.msg, att)
+    parts, skipped = [], []
+    for att in ctx.msg.attachments:  # each file on its own: a bad one skips only itself
+        try:
+            lines, chars = await corpus.learn_file(ch.id, ctx.msg, att)
+        except UserError as err:
+            skipped.append(str(err))
+            continue
         parts.append(f"{replies.count(chars, 'character')} in {replies.count(lines, 'line')} "
                      f"from {att.filename!r}")
     if ctx.text:
         parts.append(replies.count(await corpus.learn(ch.id, ctx.msg, ctx.text), "character"))
+    if not parts:
+        raise UserError("; ".join(skipped))
     ctx.services.models.forget(ch.id, "ngram")  # the Markov column counts what was just learned
     stats = await ctx.services.store.corpus_stats(ch.id)
+    skipped_note = "".join(f". Skipped: {s}" for s in skipped)
     return Reply(f"learned {' and '.join(parts)}; this channel's corpus now holds "
                  f"{replies.count(stats.messages, 'message')}, "
-                 f"{replies.count(stats.chars, 'character')}")
+                 f"{replies.count(stats.chars, 'character')}{skipped_note}")
 
 
 async def listen(ctx: Context) -> Reply:

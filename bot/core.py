@@ -227,14 +227,15 @@ class Core:
         return sorted(set(held) | set(svc.corpus.buffered_channels(message_id)))
 
     async def message_deleted(self, platform: str, channel_id: str | None,
-                              message_id: str) -> bool:
+                              message_id: str, listened_only: bool = False) -> bool:
         """A platform message was deleted: remove its text from the corpus. True if stored.
 
         `channel_id` None looks in every channel of the platform (Discord ids are unique).
+        `listened_only`: keep what a `!learn` in the message taught.
         """
         removed = False
         for channel in await self._channels_holding(platform, channel_id, message_id):
-            if await self.services.corpus.delete(channel, message_id):
+            if await self.services.corpus.delete(channel, message_id, listened_only):
                 self.services.models.forget(channel, "ngram")
                 removed = True
         return removed
@@ -243,11 +244,13 @@ class Core:
                              new_text: str) -> bool:
         """A platform message was edited: update its stored text. True if it was stored.
 
-        An edit that makes it a command, empty, or too long removes it instead.
+        An edit that makes it a command, empty, or too long removes it instead; editing the
+        message of a `!learn` (a command still) keeps what it taught: `!forget me` removes that.
         """
         if not new_text.strip() or self.is_command(new_text) \
                 or len(new_text) > self.settings.max_message_chars:
-            return await self.message_deleted(platform, channel_id, message_id)
+            return await self.message_deleted(platform, channel_id, message_id,
+                                              listened_only=True)
         changed = False
         for channel in await self._channels_holding(platform, channel_id, message_id):
             if await self.services.corpus.edit(channel, message_id, new_text):

@@ -225,11 +225,13 @@ class Corpus:
         self._pending[channel] = kept
         return True
 
-    async def delete(self, channel: int, message_id: str) -> bool:
-        """Remove a platform message from the corpus (buffered or stored)."""
+    async def delete(self, channel: int, message_id: str, listened_only: bool = False) -> bool:
+        """Remove a platform message from the corpus (buffered or stored; with
+        `listened_only`, not what a `!learn` in that message taught)."""
         async with self._lock:  # not while a flush is writing it
             buffered = self._unbuffer(channel, message_id)
-            stored = await self._store.delete_platform_message(channel, message_id) > 0
+            stored = await self._store.delete_platform_message(channel, message_id,
+                                                               listened_only) > 0
         if stored:
             await self._empty_wal()
         return stored or buffered

@@ -344,10 +344,13 @@ class Store:
                                (channel,))
         return [r[0] for r in rows]
 
-    async def delete_platform_message(self, channel: int, platform_msg_id: str) -> int:
-        """Remove every part stored for one platform message; the number of rows removed."""
-        return await self._delete("DELETE FROM messages WHERE channel = ? AND platform_msg_id = ?",
-                                  channel, (channel, platform_msg_id))
+    async def delete_platform_message(self, channel: int, platform_msg_id: str,
+                                      listened_only: bool = False) -> int:
+        """Remove every part stored for one platform message (only what listening or an
+        import stored, with `listened_only`); the number of rows removed."""
+        only = " AND source IN ('listen', 'import')" if listened_only else ""
+        return await self._delete("DELETE FROM messages WHERE channel = ? AND platform_msg_id = ?"
+                                  + only, channel, (channel, platform_msg_id))
 
     async def channels_with_message(self, platform: str, platform_msg_id: str) -> list[int]:
         """Row ids of the platform's channels that store a part of this platform message."""

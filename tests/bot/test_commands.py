@@ -301,3 +301,14 @@ async def test_a_sample_cut_at_its_length_says_so(core: Core) -> None:
         assert reply == (("Hi" + drawn).rstrip() + "…" if cut else "Hi" + drawn)
         seen.add(cut)
     assert seen == {True, False}
+
+
+async def test_learn_reports_each_file_and_an_edit_keeps_what_it_taught(core: Core) -> None:
+    good = Attachment("good.txt", "Thou art more lovely and more temperate".encode())
+    bad = Attachment("bad.txt", b"\xff\xfe not utf-8")
+    answer = await reply_of(core, "!learn", files=(good, bad), message_id="L1")
+    assert "from 'good.txt'" in answer and "Skipped: 'bad.txt' is not UTF-8" in answer
+    assert "only .txt" in await reply_of(core, "!learn", files=(Attachment("a.png", b"x"),))
+    await core.message_edited("console", "c1", "L1", "!learn fixed a typo")
+    texts = [r[0] for r in rows(core.settings.db_path, "SELECT text FROM messages")]
+    assert texts == ["Thou art more lovely and more temperate"]
