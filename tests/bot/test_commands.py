@@ -304,7 +304,7 @@ async def test_a_sample_cut_at_its_length_says_so(core: Core) -> None:
 
 
 async def test_learn_reports_each_file_and_an_edit_keeps_what_it_taught(core: Core) -> None:
-    good = Attachment("good.txt", "Thou art more lovely and more temperate".encode())
+    good = Attachment("good.txt", b"Thou art more lovely and more temperate")
     bad = Attachment("bad.txt", b"\xff\xfe not utf-8")
     answer = await reply_of(core, "!learn", files=(good, bad), message_id="L1")
     assert "from 'good.txt'" in answer and "Skipped: 'bad.txt' is not UTF-8" in answer
