@@ -337,6 +337,10 @@ def build_commands(s: Settings) -> dict[str, Command]:
         Command("optin", "optin [everywhere]",
                 "let listening and imports store your messages again after `!forget me`",
                 forgetting.optin),
+        Command("privacy", "privacy", "what is stored about you, for how long, who sees it",
+                forgetting.privacy),
+        Command("export", "export me", "a file of everything stored about you (privately)",
+                forgetting.export),
         Command("help", "help [command]", "this list", help_),
     ]
     return {c.name: c for c in table}

@@ -9,11 +9,12 @@ retried, and the reply says so; the opt-out holds in memory from the first momen
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
 from bot.errors import StoreError, UserError
-from bot.messages import Reply
+from bot.messages import Reply, ReplyFile
 from bot.store import EVERYWHERE, ChannelRow
 
 if TYPE_CHECKING:
@@ -119,3 +120,37 @@ async def optin(ctx: Context) -> Reply:
     if not changed:
         return Reply(f"you had not opted out {where}; nothing changed")
     return Reply(f"opted in {where}: listening and imports may store your messages again")
+
+
+PRIVACY = (
+    "what this bot stores: the text you give it with `!learn`; in channels where a moderator "
+    "turned `!listen on`, your ordinary messages; and history a moderator `!import`s. Each "
+    "with your user id, display name and the message id, per channel.\n"
+    "what it makes of it: each channel's language model, trained on that channel's text only. "
+    "Anyone in the channel can get text in its style (`!babble`); the n-gram part of a model "
+    "holds the text verbatim, the RNN part holds weights, not text.\n"
+    "for how long: until you `!forget me` (here) or `!forget me everywhere`, a moderator "
+    "`!forget all`s the channel, or the message is deleted on the platform.\n"
+    "who sees the stored text: the bot's operator (the database on their machine), and "
+    "you: `!export me` sends you all of it.\n"
+    "`!forget me` also stops listening and imports from storing you again; `!optin` undoes that."
+)
+
+
+async def privacy(ctx: Context) -> Reply:
+    """!privacy: what is stored, for how long, who sees it, how to remove it."""
+    return Reply(PRIVACY, private=True)
+
+
+async def export(ctx: Context) -> Reply:
+    """!export me: a JSON file of everything stored of the caller on this platform."""
+    if ctx.text.lower().split() != ["me"]:
+        raise UserError("usage: !export me")
+    msg = ctx.msg
+    await ctx.services.corpus.flush()
+    rows = await ctx.services.store.author_messages(msg.platform, msg.author_id)
+    data = json.dumps({"platform": msg.platform, "author_id": msg.author_id, "messages": rows},
+                      ensure_ascii=False, indent=1).encode()
+    return Reply(f"everything stored of you here: {_plural(len(rows), 'message')} "
+                 "(`!forget me everywhere` removes it all)",
+                 (ReplyFile("my-data.json", data),), private=True)

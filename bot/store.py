@@ -382,6 +382,15 @@ class Store:
                                 (platform, author_id))
         return {r[0]: await self.forget_author(r[0], author_id) for r in found}
 
+    async def author_messages(self, platform: str, author_id: str) -> list[dict[str, Any]]:
+        """Everything stored of one author on a platform, oldest first (for `!export me`)."""
+        rows = await self._all(
+            "SELECT c.channel_key, m.platform_msg_id, m.part, m.author_name, m.source, m.text, "
+            "m.created_at FROM messages m JOIN channels c ON c.id = m.channel "
+            "WHERE c.platform = ? AND m.author_id = ? ORDER BY m.id", (platform, author_id))
+        keys = ("channel", "message_id", "part", "author_name", "source", "text", "created_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
     async def set_optout(self, platform: str, scope: str, author_id: str, out: bool) -> bool:
         """Record (or, out=False, remove) an author's opt-out for a channel key or EVERYWHERE;
         whether anything changed."""

@@ -76,7 +76,11 @@ class ChannelResponder:
         self.message = message
 
     async def send(self, reply: Reply) -> MessageSent:
-        """Post a reply to the triggering message (or plainly, if that message is gone)."""
+        """Post a reply to the triggering message (or plainly, if that message is gone). A
+        private reply with files (someone's own data) goes to the author's DMs instead."""
+        if reply.private and reply.files and self.message.guild is not None:
+            await self.message.author.send(**message_kwargs(reply))
+            reply = Reply("sent to you in a direct message")
         reference = self.message.to_reference(fail_if_not_exists=False)
         sent = await self.message.channel.send(
             **message_kwargs(reply), reference=reference, mention_author=False

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 ModelName = Literal["mix", "rnn", "markov", "uniform"]
 CommandName = Literal["babble", "continue", "prob", "learn", "listen", "corpus", "train",
-                      "model", "forget", "optin", "help", "import"]
+                      "model", "forget", "optin", "privacy", "export", "help", "import"]
 MIN_TEMP, MAX_TEMP = 0.05, 5.0
 DEFER_AFTER_S = 1.5  # answer directly (privately if need be) when faster; Discord allows 3 s
 
@@ -187,6 +187,14 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     async def optin(interaction: discord.Interaction, everywhere: bool = False) -> None:
         await run(interaction, "optin", "everywhere" if everywhere else "")
 
+    @app_commands.command(description="What the bot stores about you, and how to remove it")
+    async def privacy(interaction: discord.Interaction) -> None:
+        await run(interaction, "privacy", "")
+
+    @app_commands.command(description="A file of everything the bot stores about you")
+    async def export(interaction: discord.Interaction) -> None:
+        await run(interaction, "export", "me")
+
     @app_commands.command(name="help", description="What the bot can do")
     @app_commands.describe(command="One command to explain")
     async def help_(interaction: discord.Interaction, command: CommandName | None = None) -> None:
@@ -210,4 +218,4 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         await bot.messages_cog.start_import(allowed, channel, str(count or ""), responder)
 
     return [babble, continue_, prob, learn, listen, corpus, train, model, rollback, forget,
-            forget_all, optin, help_, import_]
+            forget_all, optin, privacy, export, help_, import_]

@@ -4,6 +4,7 @@ database file, one process per database, and erasure queued when the database re
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -127,3 +128,19 @@ async def test_an_erasure_the_database_refuses_is_queued_and_retried(
     await asyncio.sleep(0)
     assert not any(SECRET in t for t in await stored_texts(core))
     assert any_holds(database_files(core.settings.db_path), SECRET) == []
+
+
+async def test_export_me_returns_exactly_the_callers_rows(core: Core) -> None:
+    await say(core, f"!learn alice here {SECRET}", author="alice", mod=False)
+    await say(core, "!learn alice there", channel="c2", author="alice", mod=False)
+    await say(core, "!learn bob's own words", author="bob", mod=False)
+    rec = await say(core, "!export me", author="alice", mod=False)
+    (reply,) = [p.reply for p in rec.posted]
+    assert reply.private and "2 messages" in reply.text
+    (file,) = reply.files
+    data = json.loads(file.data)
+    assert [(m["channel"], m["text"]) for m in data["messages"]] == [
+        ("c1", f"alice here {SECRET}"), ("c2", "alice there")]
+    assert data["author_id"] == "alice"
+    privacy = (await say(core, "!privacy")).posted[0].reply
+    assert privacy.private and "!forget me" in privacy.text and "!export me" in privacy.text

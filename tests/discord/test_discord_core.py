@@ -247,3 +247,16 @@ def test_a_command_name_ends_at_any_whitespace() -> None:
     assert addressed("<@42> prob To be", 42, "!") == "!prob To be"
     assert addressed("<@!42>", 42, "!") == "!babble"
     assert addressed("<@43> hi", 42, "!") is None
+
+
+async def test_export_reaches_only_the_asker(world: World) -> None:
+    await world.alice.send(world.general, "!learn alice's words")
+    result = await world.alice.slash(world.general, "export")
+    assert result.response.ephemeral and "1 message" in result.response.content
+    (file,) = result.response.attachments
+    assert file.filename == "my-data.json"
+    await world.alice.send(world.general, "!export me")  # typed in a server: sent by DM
+    assert world.general.last_message.content == "sent to you in a direct message"
+    assert world.alice.user.dm_channel.last_message.attachments[0].filename == "my-data.json"
+    result = await world.alice.slash(world.general, "privacy")
+    assert result.response.ephemeral and "!forget me" in result.response.content
