@@ -45,10 +45,13 @@ class ImportStats:
     def text(self, limit: int) -> str:
         """The progress line shown in the channel."""
         state = "Import finished" if self.done else "Importing"
-        return (
-            f"{state}: read {self.read}/{limit} messages"
-            f" ({self.threads} threads), {self.stored} new in the corpus."
-        )
+        text = (f"{state}: read {self.read:,} of up to {limit:,} messages"
+                f" ({self.threads:,} thread{'' if self.threads == 1 else 's'}),"
+                f" {self.stored:,} new in the corpus.")
+        if self.done:  # they never saw a listening notice: tell them how to leave
+            text += (" The people who wrote them can remove theirs with `!forget me`, which "
+                     "also keeps the bot from storing them again; `!privacy` says what is kept.")
+        return text
 
 
 def wanted(message: discord.Message, prefix: str) -> bool:

@@ -52,6 +52,7 @@ async def test_moderator_imports_channel_and_threads(world: World, core: FakeCor
     progress = world.bot_replies()[-1]
     assert progress.content.startswith("Import finished: read ")
     assert "(2 threads), 11 new in the corpus." in progress.content
+    assert "remove theirs with `!forget me`" in progress.content  # they saw no listening notice
     assert progress.edited_at is not None  # one message, edited in place
 
 
@@ -61,7 +62,7 @@ async def test_import_budget_counts_threads_too(world: World, core: FakeCore) ->
     manager = world.member("manager", world.guild.create_role(
         "Managers", permissions=discord.Permissions(manage_messages=True)))
     await manager.send(world.general, "!import 12")
-    assert "read 12/12 messages" in world.bot_replies()[-1].content
+    assert "read 12 of up to 12 messages" in world.bot_replies()[-1].content
     # The channel holds 10 (5 from people; a bot's, a command, the thread notice, the !import
     # and its progress message are skipped); the remaining 2 of the budget go to a thread.
     assert len(core.imported) == 5 + 2
