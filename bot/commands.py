@@ -8,6 +8,7 @@ the core in one place.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from bot.store import ChannelRow, Store
 from bot.training import Trainer, progress_text
 
 CUT_MARK = "…"  # ends a sample that reached --len before the model ended it
+CHIME_GAP_S = 30.0  # the least time between two babbles the bot makes on its own in a channel
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,27 @@ async def listen(ctx: Context) -> Reply:
     return Reply("listening is off: ordinary messages are no longer stored")
 
 
+async def chance(ctx: Context) -> Reply:
+    """!chance [P]: how likely the bot babbles after an ordinary message here (0 to 1)."""
+    ch, arg = ctx.channel, ctx.text.strip()
+    if not arg:
+        return Reply(f"reply chance here: {ch.reply_chance:.0%} of ordinary messages get a "
+                     f"babble (at most one every {CHIME_GAP_S:.0f} s); moderators change it "
+                     "with `!chance P`, P from 0 to 1 or 0% to 100%")
+    ctx.require_moderator("!chance P")
+    try:
+        p = float(arg.removesuffix("%")) / (100 if arg.endswith("%") else 1)
+    except ValueError:
+        p = math.nan
+    if not 0 <= p <= 1:  # NaN fails too
+        raise UserError("usage: !chance P, P from 0 to 1 (or 0% to 100%); 0 turns it off")
+    await ctx.services.store.set_reply_chance(ch.id, p)
+    if p == 0:
+        return Reply("reply chance off: the bot answers commands only")
+    return Reply(f"reply chance {p:.0%}: the bot babbles after that share of ordinary messages "
+                 f"here, at most once every {CHIME_GAP_S:.0f} s")
+
+
 async def corpus(ctx: Context) -> Reply:
     """!corpus: size of the corpus, listening, and what model answers here."""
     svc, ch = ctx.services, ctx.channel
@@ -325,6 +348,9 @@ def build_commands(s: Settings) -> dict[str, Command]:
                 learn),
         Command("listen", "listen on|off", "store ordinary messages here (moderators switch)",
                 listen),
+        Command("chance", "chance [P]",
+                "how often the bot babbles on its own after a message (moderators set P)",
+                chance),
         Command("corpus", "corpus", "corpus size, contributors, and the model answering here",
                 corpus),
         Command("train", "train [--minutes M] | train cancel",

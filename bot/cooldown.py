@@ -65,6 +65,7 @@ class Cooldowns:
 
     def __init__(self, user_rate: int, user_per: float, channel_rate: int, channel_per: float,
                  clock: Clock) -> None:
+        self.clock = clock
         self.user = Window("your", user_rate, user_per, clock)
         self.channel = Window("this channel's", channel_rate, channel_per, clock)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
+import random
 import time
 from collections import defaultdict
 from types import TracebackType
@@ -18,7 +20,7 @@ from typing import Any
 import lm
 from bot import engine
 from bot.channel_models import ChannelModelSource
-from bot.commands import Context, Services, build_commands
+from bot.commands import CHIME_GAP_S, Context, Services, build_commands
 from bot.cooldown import Clock, Cooldowns
 from bot.corpus import Corpus
 from bot.errors import Busy, CooldownError, UserError
@@ -27,7 +29,7 @@ from bot.parsing import parse_options, split_command
 from bot.pool import WorkerPool
 from bot.safety import safe_text
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import ChannelRow, Store
 from bot.training import Trainer
 
 __all__ = ["Attachment", "Core", "Incoming", "Reply", "ReplyFile", "Responder", "Sent"]
@@ -73,6 +75,9 @@ class Core:
         self.settings = services.settings
         self._cooldowns = cooldowns
         self._notified_full: set[int] = set()
+        self._rng = random.Random()  # the reply chance's draws
+        self._clock = cooldowns.clock
+        self._last_chime: dict[int, float] = {}
         self._closed = False
 
     @classmethod
@@ -156,7 +161,10 @@ class Core:
         if not msg.text.strip():
             return
         channel = await self.services.store.find_channel(msg.platform, msg.channel_id)
-        if channel is None or not channel.listening:
+        if channel is None:
+            return
+        await self._chime_in(channel, msg, responder)
+        if not channel.listening:
             return
         self.services.corpus.listen(channel.id, msg)
         if channel.id in self.services.corpus.full and channel.id not in self._notified_full:
@@ -178,6 +186,23 @@ class Core:
                 await self._send(responder, error_reply(err))
             return False
         return True
+
+    async def _chime_in(self, channel: ChannelRow, msg: Incoming, responder: Responder) -> None:
+        """With the channel's reply chance, babble after an ordinary message (at most once every
+        CHIME_GAP_S seconds per channel; a full queue just skips it)."""
+        if channel.reply_chance <= 0 or self._rng.random() >= channel.reply_chance:
+            return
+        now = self._clock()
+        if now - self._last_chime.get(channel.id, -math.inf) < CHIME_GAP_S:
+            return
+        self._last_chime[channel.id] = now
+        try:
+            reply = await self._dispatch(msg, "babble", "", responder)
+        except (Busy, UserError, lm.LmError) as err:
+            log.info("no babble on chance in channel %d: %s", channel.id, err)
+            return
+        if reply is not None:
+            await self._send(responder, reply)
 
     async def run_command(self, msg: Incoming, name: str, args: str,
                           responder: Responder) -> None:

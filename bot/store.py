@@ -85,6 +85,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, scope, author_id)
     );
     """,
+    # 4: the chance (0..1) that the bot babbles after an ordinary message in a channel.
+    """
+    ALTER TABLE channels ADD COLUMN reply_chance REAL NOT NULL DEFAULT 0;
+    """,
 )
 EVERYWHERE = "*"  # an opt-out's scope that covers every channel of a platform
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -100,6 +104,7 @@ class ChannelRow:
     listening: bool
     active_model: int | None
     corpus_rev: int
+    reply_chance: float = 0.0  # of babbling after an ordinary message
 
 
 @dataclass(frozen=True)
@@ -275,17 +280,18 @@ class Store:
     async def find_channel(self, platform: str, key: str) -> ChannelRow | None:
         """The channel's row, or None if it was never seen."""
         row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
-                              "corpus_rev FROM channels WHERE platform = ? AND channel_key = ?",
+                              "corpus_rev, reply_chance FROM channels WHERE platform = ? AND "
+                              "channel_key = ?",
                               (platform, key))
         return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
-                                                    row[4], row[5])
+                                                    row[4], row[5], row[6])
 
     async def channel_by_id(self, channel: int) -> ChannelRow | None:
         """A channel's row by its row id."""
         row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
-                              "corpus_rev FROM channels WHERE id = ?", (channel,))
+                              "corpus_rev, reply_chance FROM channels WHERE id = ?", (channel,))
         return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
-                                                    row[4], row[5])
+                                                    row[4], row[5], row[6])
 
     async def channel(self, platform: str, key: str) -> ChannelRow:
         """The channel's row, created on first sight."""
@@ -298,6 +304,12 @@ class Store:
         found = await self.find_channel(platform, key)
         assert found is not None
         return found
+
+    async def set_reply_chance(self, channel: int, chance: float) -> None:
+        """Set the chance (0..1) that the bot babbles after an ordinary message here."""
+        async with self._tx() as db:
+            await db.execute("UPDATE channels SET reply_chance = ? WHERE id = ?",
+                             (chance, channel))
 
     async def set_listening(self, channel: int, on: bool) -> None:
         """Turn listening on or off for a channel."""

@@ -312,3 +312,18 @@ async def test_learn_reports_each_file_and_an_edit_keeps_what_it_taught(core: Co
     await core.message_edited("console", "c1", "L1", "!learn fixed a typo")
     texts = [r[0] for r in rows(core.settings.db_path, "SELECT text FROM messages")]
     assert texts == ["Thou art more lovely and more temperate"]
+
+
+async def test_reply_chance_babbles_after_ordinary_messages(core: Core) -> None:
+    assert "reply chance here: 0%" in await reply_of(core, "!chance")
+    assert "for moderators only" in await reply_of(core, "!chance 0.5", mod=False)
+    for bad in ("2", "-0.1", "nan", "lots"):
+        assert "usage: !chance P" in await reply_of(core, f"!chance {bad}")
+    assert "reply chance 100%" in await reply_of(core, "!chance 100%")
+    first = await say(core, "just chatting", message_id="a")
+    assert len(first.posted) == 1 and first.posted[0].reply.text  # a babble
+    again = await say(core, "still chatting", message_id="b")  # within the gap: quiet
+    assert again.posted == []
+    assert "reply chance off" in await reply_of(core, "!chance 0")
+    core._last_chime.clear()
+    assert (await say(core, "quiet now", message_id="c")).posted == []

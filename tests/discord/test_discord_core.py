@@ -177,7 +177,8 @@ async def test_import_is_resumable_and_raw_deletes_reach_it(
     mod = moderator(world)
     # Newest first: the progress message and the command itself are read and skipped.
     await mod.send(world.general, "!import 3")
-    assert "read 3/3 messages (0 threads), 1 new in the corpus" in world.bot_replies()[-1].content
+    assert "read 3 of up to 3 messages (0 threads), 1 new in the corpus" in \
+        world.bot_replies()[-1].content
     await mod.send(world.general, "!import 20")  # again, further back: only what is missing
     assert "3 new in the corpus" in world.bot_replies()[-1].content
     assert len(corpus_rows(front_settings.db_path)) == 4
