@@ -8,6 +8,7 @@ Typed errors become replies here, in one place; nothing a user types yields a tr
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import math
@@ -35,6 +36,7 @@ from bot.training import Trainer
 __all__ = ["Attachment", "Core", "Incoming", "Reply", "ReplyFile", "Responder", "Sent"]
 
 log = logging.getLogger(__name__)
+SWEEP_EVERY_S = 3600.0  # between looks for channels whose grace period is over
 
 
 def error_reply(err: BaseException) -> Reply:
@@ -78,6 +80,7 @@ class Core:
         self._rng = random.Random()  # the reply chance's draws
         self._clock = cooldowns.clock
         self._last_chime: dict[int, float] = {}
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="removal-sweep")
         self._closed = False
 
     @classmethod
@@ -128,12 +131,52 @@ class Core:
         if self._closed:
             return
         self._closed = True
+        self._sweeper.cancel()
+        await asyncio.gather(self._sweeper, return_exceptions=True)
         svc = self.services
         await svc.trainer.close()
         await svc.corpus.close()
         await svc.pool.close()
         await svc.store.close()
         log.info("core closed")
+
+    async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None:
+        """The bot left these channels' server, or they were deleted: their data (corpus,
+        models, checkpoints) goes after REMOVAL_GRACE_DAYS, unless `cancel_removal` first."""
+        due = time.time() + self.settings.removal_grace_days * 86_400
+        await self.services.store.schedule_removals(platform, channel_keys, due)
+        if self.settings.removal_grace_days == 0:
+            await self.sweep_removals()
+
+    async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None:
+        """The bot is back in these channels: keep their data."""
+        await self.services.store.cancel_removals(platform, channel_keys)
+
+    async def sweep_removals(self) -> int:
+        """Remove the data of every channel whose grace period is over; how many channels."""
+        svc = self.services
+        due = await svc.store.due_removals(time.time())
+        for platform, key in due:
+            channel = await svc.store.find_channel(platform, key)
+            if channel is not None:
+                await svc.trainer.stop(channel, "the channel's removal")
+                await svc.corpus.flush()
+                await svc.store.forget_channel(channel.id)
+                svc.models.forget(channel.id)
+                await svc.trainer.tidy(channel, patient=True)
+            await svc.store.cancel_removals(platform, [key])
+        if due:
+            await svc.store.truncate_wal()
+            log.info("removed the data of %d channel(s) after their grace period", len(due))
+        return len(due)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_removals()
+            except Exception:  # a full queue or a busy database: the next sweep retries
+                log.exception("sweeping removed channels failed; retrying in an hour")
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     async def wait_trainings(self) -> None:
         """Wait until every running training has finished and edited its message."""

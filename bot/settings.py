@@ -63,6 +63,7 @@ class Settings:
     train_val_max_chars: int = 20_000
     progress_edit_s: float = 2.0
     keep_versions: int = 5
+    removal_grace_days: float = 7.0  # a removed server's or deleted channel's data is kept
     ngram_refresh_s: float = 30.0
     # Storage.
     listen_flush_s: float = 2.0
@@ -119,6 +120,8 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("TRAIN_VAL_MAX_CHARS", "train_val_max_chars", "held-out text that decides adoption"),
     ("PROGRESS_EDIT_S", "progress_edit_s", "least seconds between edits of a progress message"),
     ("KEEP_VERSIONS", "keep_versions", "model versions kept on disk per channel"),
+    ("REMOVAL_GRACE_DAYS", "removal_grace_days",
+     "days a channel's data is kept after the bot leaves its server or it is deleted"),
     ("NGRAM_REFRESH_S", "ngram_refresh_s", "least seconds between recounts of a channel n-gram"),
     ("LISTEN_FLUSH_S", "listen_flush_s", "seconds between batched writes of listened messages"),
     ("LISTEN_BATCH", "listen_batch", "write earlier when this many messages are pending"),
@@ -190,6 +193,7 @@ RANGES: dict[str, Range] = {
     "train_val_max_chars": Range(1, 100_000_000),
     "progress_edit_s": Range(0, 3600),
     "keep_versions": Range(1, 1000),
+    "removal_grace_days": Range(0, 365),
     "ngram_refresh_s": Range(0, DAY_S),
     "listen_flush_s": Range(0, 3600, open_low=True),  # 0 would spin the writer
     "listen_batch": Range(1, 1_000_000),

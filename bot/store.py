@@ -89,6 +89,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE channels ADD COLUMN reply_chance REAL NOT NULL DEFAULT 0;
     """,
+    # 5: channels whose data goes when the grace period ends (the bot left, or it was deleted).
+    """
+    CREATE TABLE removals (
+        platform TEXT NOT NULL,
+        channel_key TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        PRIMARY KEY (platform, channel_key)
+    );
+    """,
 )
 EVERYWHERE = "*"  # an opt-out's scope that covers every channel of a platform
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -304,6 +313,25 @@ class Store:
         found = await self.find_channel(platform, key)
         assert found is not None
         return found
+
+    async def schedule_removals(self, platform: str, keys: Sequence[str], due_at: float) -> None:
+        """Mark channels for removal at `due_at` (seconds since the epoch); an earlier mark
+        stays."""
+        async with self._tx() as db:
+            await db.executemany("INSERT OR IGNORE INTO removals (platform, channel_key, due_at)"
+                                 " VALUES (?, ?, ?)", [(platform, k, due_at) for k in keys])
+
+    async def cancel_removals(self, platform: str, keys: Sequence[str]) -> None:
+        """The bot is back (or never left): keep these channels."""
+        async with self._tx() as db:
+            await db.executemany("DELETE FROM removals WHERE platform = ? AND channel_key = ?",
+                                 [(platform, k) for k in keys])
+
+    async def due_removals(self, now: float) -> list[tuple[str, str]]:
+        """(platform, channel key) of the removals due by `now`."""
+        rows = await self._all("SELECT platform, channel_key FROM removals WHERE due_at <= ?",
+                               (now,))
+        return [(r[0], r[1]) for r in rows]
 
     async def set_reply_chance(self, channel: int, chance: float) -> None:
         """Set the chance (0..1) that the bot babbles after an ordinary message here."""

@@ -166,6 +166,20 @@ class MessagesCog(commands.Cog):
             self.importing.discard(channel.id)
 
     @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot left or was removed: the server's data goes after the grace period."""
+        await self.bot.core.schedule_removal(PLATFORM, [str(c.id) for c in guild.channels])
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        """Back within the grace period: the server keeps its data."""
+        await self.bot.core.cancel_removal(PLATFORM, [str(c.id) for c in guild.channels])
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self.bot.core.schedule_removal(PLATFORM, [str(channel.id)])
+
+    @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """An edited message replaces its stored text (if it was stored)."""
         if "content" not in payload.data or payload.message.author.bot:

@@ -144,3 +144,18 @@ async def test_export_me_returns_exactly_the_callers_rows(core: Core) -> None:
     assert data["author_id"] == "alice"
     privacy = (await say(core, "!privacy")).posted[0].reply
     assert privacy.private and "!forget me" in privacy.text and "!export me" in privacy.text
+
+
+async def test_a_removed_channels_data_goes_after_the_grace_period(settings) -> None:
+    from dataclasses import replace
+    async with await Core.open(replace(settings, removal_grace_days=7)) as core:
+        await say(core, f"!learn {SECRET}", author="alice")
+        await core.schedule_removal("console", ["c1"])
+        assert await core.sweep_removals() == 0  # within the grace period: kept
+        assert rows(settings.db_path, "SELECT COUNT(*) FROM messages") == [(1,)]
+        await core.cancel_removal("console", ["c1"])  # back again
+        assert rows(settings.db_path, "SELECT COUNT(*) FROM removals") == [(0,)]
+    async with await Core.open(replace(settings, removal_grace_days=0)) as core:
+        await core.schedule_removal("console", ["c1"])
+        assert rows(settings.db_path, "SELECT COUNT(*) FROM messages") == [(0,)]
+        assert any_holds(database_files(settings.db_path), SECRET) == []

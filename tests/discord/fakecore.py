@@ -21,6 +21,7 @@ class FakeCore:
     deleted: list[tuple[str, str]] = field(default_factory=list)
     edited: list[tuple[str, str, str]] = field(default_factory=list)
     imported: list[Incoming] = field(default_factory=list)
+    removals: list[str] = field(default_factory=list)
 
     async def handle(self, msg: Incoming, responder: Responder) -> None:
         self.handled.append(msg)
@@ -30,6 +31,12 @@ class FakeCore:
 
     async def admit(self, msg: Incoming, responder: Responder) -> bool:
         return True
+
+    async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None:
+        self.removals.extend(channel_keys)
+
+    async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None:
+        self.removals[:] = [k for k in self.removals if k not in channel_keys]
 
     async def run_command(self, msg: Incoming, name: str, args: str,
                           responder: Responder) -> None:

@@ -218,3 +218,15 @@ async def test_a_late_private_answer_goes_to_the_asker_alone(world: World) -> No
     assert result.response.content == "(answered privately)"
     (private,) = result.followups
     assert private.content == "late" and private.ephemeral
+
+
+async def test_leaving_a_server_or_losing_a_channel_schedules_its_removal(
+        world: World, core: FakeCore) -> None:
+    bot = world.env.bot
+    guild = bot.get_guild(world.guild.id)
+    await bot.messages_cog.on_guild_remove(guild)
+    assert str(world.general.id) in core.removals
+    await bot.messages_cog.on_guild_join(guild)
+    assert core.removals == []
+    await bot.messages_cog.on_guild_channel_delete(guild.get_channel(world.general.id))
+    assert core.removals == [str(world.general.id)]
