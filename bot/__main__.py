@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channel", default="console",
                         help="console channel name (each has its own corpus and model)")
     parser.add_argument("--db", type=Path, help="database file (overrides BOT_DB)")
+    parser.add_argument("--sync", action="store_true",
+                        help="register Discord's slash commands now, then exit (a start "
+                             "registers them only when they changed)")
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
     return parser.parse_args(argv)
 
@@ -84,7 +87,7 @@ async def run_console(settings: Settings, channel: str) -> int:
     return 0
 
 
-def run_discord(settings: Settings) -> int:
+def run_discord(settings: Settings, sync_only: bool = False) -> int:
     """Hand over to the Discord front, if this tree has one."""
     try:
         import bot.discord_front as front
@@ -95,7 +98,7 @@ def run_discord(settings: Settings) -> int:
                   file=sys.stderr)
             return 2
         raise
-    front.run(settings)
+    front.run(settings, sync_only=sync_only)
     return 0
 
 
@@ -109,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         check_db_path(settings.db_path)
         logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.sync:
+            if not settings.discord_token:
+                raise SettingsError("--sync registers Discord's slash commands: set "
+                                    "DISCORD_TOKEN first")
+            return run_discord(settings, sync_only=True)
         if settings.discord_token and not args.console:
             return run_discord(settings)
         return asyncio.run(run_console(settings, args.channel))

@@ -140,6 +140,13 @@ class Core:
         await svc.store.close()
         log.info("core closed")
 
+    async def front_state(self, key: str) -> str | None:
+        """A fact a front keeps across starts (e.g. what it last registered), or None."""
+        return await self.services.store.meta(key)
+
+    async def set_front_state(self, key: str, value: str) -> None:
+        await self.services.store.set_meta(key, value)
+
     async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None:
         """The bot left these channels' server, or they were deleted: their data (corpus,
         models, checkpoints) goes after REMOVAL_GRACE_DAYS, unless `cancel_removal` first."""

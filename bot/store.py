@@ -98,6 +98,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, channel_key)
     );
     """,
+    # 6: small facts a front keeps across starts (what it last registered with its platform).
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 )
 EVERYWHERE = "*"  # an opt-out's scope that covers every channel of a platform
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -332,6 +336,16 @@ class Store:
         rows = await self._all("SELECT platform, channel_key FROM removals WHERE due_at <= ?",
                                (now,))
         return [(r[0], r[1]) for r in rows]
+
+    async def meta(self, key: str) -> str | None:
+        """A fact kept across starts, or None."""
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else row[0]
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._tx() as db:
+            await db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                             "DO UPDATE SET value = excluded.value", (key, value))
 
     async def set_reply_chance(self, channel: int, chance: float) -> None:
         """Set the chance (0..1) that the bot babbles after an ordinary message here."""

@@ -8,6 +8,8 @@ same command text. The Bot itself only wires things up, syncs slash commands and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from bot.discord_front.events import MessagesCog
 
 log = logging.getLogger(__name__)
+SYNC_KEY = "discord.slash_commands"  # front state: "<guild id or global>:<hash>" last synced
 
 
 class FrontCore(Protocol):
@@ -48,6 +51,10 @@ class FrontCore(Protocol):
 
     async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None: ...
 
+    async def front_state(self, key: str) -> str | None: ...
+
+    async def set_front_state(self, key: str, value: str) -> None: ...
+
 
 def intents() -> discord.Intents:
     """Exactly what the bot reads: guilds, messages in guilds and DMs, and their content
@@ -68,6 +75,7 @@ class BabbleBot(commands.AutoShardedBot):
         self.core = core
         self.settings = settings
         self.messages_cog: MessagesCog | None = None
+        self.force_sync = False  # `python -m bot --sync`: register even if nothing changed
 
     async def setup_hook(self) -> None:
         """Load the message cog and the slash commands, then sync the slash commands."""
@@ -82,23 +90,42 @@ class BabbleBot(commands.AutoShardedBot):
         await self.sync_commands()
 
     async def sync_commands(self) -> None:
-        """Register slash commands: instantly in the test guild if set, else globally.
-
-        With several shard processes only the one running shard 0 syncs: the commands are the
-        same everywhere, and Discord rate-limits registrations.
+        """Register slash commands (instantly in the test guild if set, else globally), only
+        when they differ from what was registered last (a hash kept in the database), or when
+        `force_sync`. A test guild left behind (DISCORD_TEST_GUILD emptied or changed) has its
+        copies cleared. With several shard processes only the one running shard 0 syncs.
         """
         shard_ids = self.settings.shard_ids
         if shard_ids and 0 not in shard_ids:
             log.info("not syncing slash commands: shard 0 runs in another process")
             return
-        if self.settings.discord_test_guild:
-            guild = discord.Object(id=int(self.settings.discord_test_guild))
+        target = self.settings.discord_test_guild or "global"
+        digest = self.commands_digest()
+        last = await self.core.front_state(SYNC_KEY)
+        if last == f"{target}:{digest}" and not self.force_sync:
+            log.info("slash commands unchanged since the last sync: not registering them")
+            return
+        old_target = last.split(":")[0] if last else ""
+        if old_target not in ("", "global", target):
+            old = discord.Object(id=int(old_target))
+            self.tree.clear_commands(guild=old)
+            await self.tree.sync(guild=old)
+            log.info("cleared the slash commands of the former test guild %s", old_target)
+        if target != "global":
+            guild = discord.Object(id=int(target))
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d slash commands to test guild %s", len(synced), guild.id)
         else:
             synced = await self.tree.sync()
             log.info("synced %d slash commands globally", len(synced))
+        await self.core.set_front_state(SYNC_KEY, f"{target}:{digest}")
+
+    def commands_digest(self) -> str:
+        """A hash of the slash commands as Discord would receive them."""
+        payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()),
+                         key=lambda c: c["name"])
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     async def on_message(self, message: discord.Message) -> None:
         """Nothing here: `MessagesCog` routes every message to the core."""

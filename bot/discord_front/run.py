@@ -20,13 +20,14 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings) -> None:
-    """Serve Discord with `settings.discord_token` until SIGTERM or Ctrl-C. The start-up
-    failures people meet first become a SettingsError naming the README step that fixes them."""
+def run(settings: Settings, sync_only: bool = False) -> None:
+    """Serve Discord with `settings.discord_token` until SIGTERM or Ctrl-C (or, `sync_only`,
+    register the slash commands and stop). The start-up failures people meet first become a
+    SettingsError naming the README step that fixes them."""
     if not settings.discord_token:
         raise SettingsError("DISCORD_TOKEN is not set")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(sync(settings) if sync_only else serve(settings))
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         log.warning("interrupted during shutdown")
     except discord.LoginFailure:
@@ -38,6 +39,18 @@ def run(settings: Settings) -> None:
     except (aiohttp.ClientConnectionError, OSError) as err:
         raise SettingsError(f"cannot reach Discord ({type(err).__name__}): check the network "
                             "connection and try again") from None
+
+
+async def sync(settings: Settings) -> None:
+    """Log in, register the slash commands whatever was registered before, log out."""
+    from bot.core import Core
+
+    async with await Core.open(settings) as core:
+        bot = build_bot(core, settings)
+        bot.force_sync = True
+        async with bot:
+            await bot.login(settings.discord_token)  # runs setup_hook, which syncs
+        log.info("slash commands registered")
 
 
 async def serve(settings: Settings) -> None:

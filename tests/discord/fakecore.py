@@ -22,6 +22,7 @@ class FakeCore:
     edited: list[tuple[str, str, str]] = field(default_factory=list)
     imported: list[Incoming] = field(default_factory=list)
     removals: list[str] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
 
     async def handle(self, msg: Incoming, responder: Responder) -> None:
         self.handled.append(msg)
@@ -31,6 +32,12 @@ class FakeCore:
 
     async def admit(self, msg: Incoming, responder: Responder) -> bool:
         return True
+
+    async def front_state(self, key: str) -> str | None:
+        return self.state.get(key)
+
+    async def set_front_state(self, key: str, value: str) -> None:
+        self.state[key] = value
 
     async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None:
         self.removals.extend(channel_keys)

@@ -66,6 +66,7 @@ class FakeDiscord:
         self._posts = 0
         self._post_seen = asyncio.Event()
         self.commands_synced: list[Any] = []
+        self.sync_calls = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -102,6 +103,7 @@ class FakeDiscord:
     async def sync(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.commands_synced = body
+        self.sync_calls += 1
         return _json([{**c, "id": str(1500 + i), "application_id": APP_ID, "version": "1"}
                       for i, c in enumerate(body)])
 

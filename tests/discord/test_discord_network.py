@@ -109,3 +109,14 @@ async def test_start_up_failures_are_one_line(tmp_path: Path, tiny_base: Path, t
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, lines
     assert expected in lines[0] and "Traceback" not in lines[0] and token not in lines[0]
+
+
+async def test_slash_commands_are_registered_only_when_they_change(
+        fake_discord: FakeDiscord) -> None:
+    core = FakeCore()
+    for start in range(3):
+        bot = build_bot(core, Settings(discord_token="not-a-real-token"))
+        bot.force_sync = start == 2  # `python -m bot --sync`
+        async with bot:
+            await bot.login("not-a-real-token")  # runs setup_hook, which syncs if needed
+        assert fake_discord.sync_calls == [1, 1, 2][start], start
