@@ -112,7 +112,8 @@ def prob_wins(models: dict, val: str) -> dict:
 
 
 def babbles(model, n: int = 60, cap: int = 1000) -> dict:
-    texts = lm.sample(model, lm.SampleConfig(max_chars=cap, n=n, seed=0))
+    texts = [t for seed in range(n // 30) for t in
+             lm.sample(model, lm.SampleConfig(max_chars=cap, n=30, seed=seed))]
     lengths = sorted(len(t) for t in texts)
     return {"samples": n, "ended by themselves": sum(x < cap for x in lengths) / n,
             "median length": statistics.median(lengths)}
