@@ -50,7 +50,9 @@ def readings(model, text: str) -> dict[str, float]:
 
 
 def train_messages(train: str) -> dict[str, list[str]]:
-    return {fmt: split_messages(train, fmt) for fmt in ("lines", "paragraphs")}
+    """The training split's messages by reading, and all of them pooled (what the GRU read)."""
+    out = {fmt: split_messages(train, fmt) for fmt in ("lines", "paragraphs")}
+    return {**out, "pooled": out["lines"] + out["paragraphs"]}
 
 
 def first_chars(messages: list[str]) -> dict[str, float]:
@@ -196,44 +198,46 @@ def finetune(rep: dict) -> None:
     }
 
 
-def _percentiles(fn, runs: int = 50) -> tuple[float, float]:
-    fn()
-    times = []
+def _interleaved(fns: dict, runs: int = 60) -> dict[str, tuple[float, float]]:
+    """p50 and p95 in ms of each function, timed in turns (one call of each per round), so
+    that the machine's drift over the run touches all of them alike."""
+    for fn in fns.values():
+        fn(0)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(runs):
-        t = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - t) * 1000)
-    q = statistics.quantiles(times, n=20)
-    return statistics.median(times), q[18]
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn(i)
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: (statistics.median(x), statistics.quantiles(x, n=20)[18])
+            for name, x in times.items()}
 
 
 def latency(rep: dict) -> None:
+    """Scoring 100 characters and sampling 200 on one thread, against a plain eager nn.GRU-512
+    doing the same work, timed in turns in the same run (targets are the ratios)."""
     torch.set_num_threads(1)
-    rows = {}
-    for name in ("base", "base-rnn"):
-        m = lm.load(name)
-
-        def draw(i: int = 0, m=m) -> None:
-            lm.sample(m, lm.SampleConfig(seed=i, max_chars=200, stop_at_end=False))
-
-        def score(i: int = 0, m=m) -> None:
-            lm.score(m, SENTENCE)
-
-        rows[f"sample 200 chars, {name} (p50, p95 ms)"] = _percentiles(draw)
-        rows[f"score 100 chars, {name} (p50, p95 ms)"] = _percentiles(score)
-    rows.update(_plain_latency())
-    for what in ("sample 200 chars", "score 100 chars"):
-        plain = rows[f"{what}, plain eager nn.GRU-512 (p50, p95 ms)"][0]
-        for name in ("base", "base-rnn"):
-            rows[f"{what}, {name} / plain (p50 ratio)"] = rows[f"{what}, {name} (p50, p95 ms)"][0] \
-                / plain
+    models = {name: lm.load(name) for name in ("base", "base-rnn")}
+    plain_score, plain_draw = _plain()
+    scoring = {name: (lambda i, m=m: lm.score(m, SENTENCE)) for name, m in models.items()}
+    drawing = {name: (lambda i, m=m: lm.sample(m, lm.SampleConfig(seed=i, max_chars=200,
+                                                                   stop_at_end=False)))
+               for name, m in models.items()}
+    rows: dict = {}
+    for what, fns, plain in (("score 100 chars", scoring, plain_score),
+                             ("sample 200 chars", drawing, plain_draw)):
+        got = _interleaved({**fns, "plain eager nn.GRU-512": plain})
+        for name, (p50, p95) in got.items():
+            rows[f"{what}, {name} (p50, p95 ms)"] = [p50, p95]
+        for name in fns:
+            rows[f"{what}, {name} / plain (p50 ratio)"] = got[name][0] / got[
+                "plain eager nn.GRU-512"][0]
     rep["latency"] = rows
 
 
-def _plain_latency() -> dict:
-    """The references the targets were set against, measured in the same run (this machine's
-    speed drifts by up to 2x over minutes): an eager nn.GRU-512 scoring SENTENCE in one
-    call, and sampling 200 characters in a loop of single steps."""
+def _plain():
+    """The references the targets were set against: an eager nn.GRU-512 scoring SENTENCE in
+    one call, and sampling 200 characters in a loop of single steps."""
     torch.manual_seed(0)
     plain = PlainGRU().eval()
     ids = torch.tensor([[256, *SENTENCE.encode()]])
@@ -251,8 +255,7 @@ def _plain_latency() -> dict:
             logits, h = plain(x, h)
             x = torch.multinomial(F.softmax(logits[0, -1], dim=-1), 1, generator=gen)[None]
 
-    return {"sample 200 chars, plain eager nn.GRU-512 (p50, p95 ms)": _percentiles(draw),
-            "score 100 chars, plain eager nn.GRU-512 (p50, p95 ms)": _percentiles(score)}
+    return score, draw
 
 
 def main() -> None:
