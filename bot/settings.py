@@ -74,6 +74,7 @@ class Settings:
     discord_token: str = field(default="", repr=False)  # secret: kept out of repr and logs
     discord_test_guild: str = ""
     discord_mod_role: str = ""
+    discord_slash_only: bool = False  # no Message Content intent: slash commands only
     shard_count: int = 0
     shard_ids: tuple[int, ...] = ()
 
@@ -130,6 +131,9 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("DISCORD_TOKEN", "discord_token", "set it to run the Discord front (secret, never logged)"),
     ("DISCORD_TEST_GUILD", "discord_test_guild", "guild id where slash commands sync at once"),
     ("DISCORD_MOD_ROLE", "discord_mod_role", "name of a role whose members may moderate"),
+    ("DISCORD_SLASH_ONLY", "discord_slash_only",
+     "1: run without the privileged Message Content intent (slash commands only; no `!` "
+     "commands, no listening)"),
     ("SHARD_COUNT", "shard_count", "total Discord shards; 0 = let discord.py decide"),
     ("SHARD_IDS", "shard_ids", "comma-separated shard ids this process runs"),
 )
@@ -274,6 +278,8 @@ def valid_text(name: str) -> str:
         return ("numbers " if isinstance(_FIELDS[name].default, tuple) else "") + str(RANGES[name])
     if isinstance(_FIELDS[name].default, Path):
         return "a path"
+    if isinstance(_FIELDS[name].default, bool):
+        return "0 or 1"
     return {"log_level": " or ".join((", ".join(LOG_LEVELS[:-1]), LOG_LEVELS[-1])),
             "command_prefix": "not empty"}.get(name, "any text")
 

@@ -56,9 +56,12 @@ class FrontCore(Protocol):
     async def set_front_state(self, key: str, value: str) -> None: ...
 
 
-def intents() -> discord.Intents:
+def intents(slash_only: bool = False) -> discord.Intents:
     """Exactly what the bot reads: guilds, messages in guilds and DMs, and their content
-    (privileged: tick it in the portal)."""
+    (privileged: tick it in the portal). Slash-only: guilds alone (slash commands arrive as
+    interactions, which need no intent)."""
+    if slash_only:
+        return discord.Intents(guilds=True)
     return discord.Intents(guilds=True, guild_messages=True, dm_messages=True,
                            message_content=True)
 
@@ -155,7 +158,7 @@ def build_bot(core: FrontCore, settings: Settings) -> BabbleBot:
         discord.VoiceClient.warn_dave = False
     options: dict[str, Any] = {
         "command_prefix": settings.command_prefix,
-        "intents": intents(),
+        "intents": intents(settings.discord_slash_only),
         "allowed_mentions": discord.AllowedMentions.none(),
         "help_command": None,
         "max_messages": 1000,

@@ -145,10 +145,15 @@ class MessagesCog(commands.Cog):
     ) -> None:
         """Checks shared by `!import` and `/import`, then the import itself."""
         if not allowed:
-            await responder.send(Reply("Only moderators may import the channel's history."))
+            await responder.send(Reply("Only moderators may import the channel's history.",
+                                       private=True))
             return
         if not isinstance(channel, discord.abc.GuildChannel):
-            await responder.send(Reply("Import works in server channels only."))
+            await responder.send(Reply("Import works in server channels only.", private=True))
+            return
+        if self.bot.settings.discord_slash_only:  # history would come without its text
+            await responder.send(Reply("Import needs the Message Content intent, which this "
+                                       "bot runs without (DISCORD_SLASH_ONLY).", private=True))
             return
         try:
             limit = import_limit(args)

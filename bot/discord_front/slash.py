@@ -130,8 +130,8 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
             attachments, refused = await read_attachments([file], s.max_attachment_bytes)
             if refused:
                 await interaction.response.send_message(
-                    skipped_text(refused, s.reply_max_chars), allowed_mentions=NO_MENTIONS
-                )
+                    skipped_text(refused, s.reply_max_chars), allowed_mentions=NO_MENTIONS,
+                    ephemeral=True)
                 return
         await run(interaction, "learn", with_text("", text or ""), attachments)
 

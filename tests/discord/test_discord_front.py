@@ -230,3 +230,19 @@ async def test_leaving_a_server_or_losing_a_channel_schedules_its_removal(
     assert core.removals == []
     await bot.messages_cog.on_guild_channel_delete(guild.get_channel(world.general.id))
     assert core.removals == [str(world.general.id)]
+
+
+def test_slash_only_mode_asks_for_no_privileged_intent() -> None:
+    from bot.discord_front.client import build_bot, intents
+    from bot.settings import load_settings
+    settings = load_settings(None, {"DISCORD_SLASH_ONLY": "1"})
+    assert settings.discord_slash_only
+    assert not intents(True).message_content and intents(True).guilds
+    assert intents(False).message_content and not intents(False).members
+    bot = build_bot(FakeCore(), settings)
+    assert not bot.intents.message_content and not bot.intents.guild_messages
+
+
+async def test_a_refused_slash_upload_is_private(world: World) -> None:
+    result = await world.alice.slash(world.general, "learn", file=("x.bin", b"\0\1"))
+    assert "not a .txt file" in result.response.content and result.response.ephemeral
