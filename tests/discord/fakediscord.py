@@ -67,6 +67,7 @@ class FakeDiscord:
         self._post_seen = asyncio.Event()
         self.commands_synced: list[Any] = []
         self.sync_calls = 0
+        self.synced_where: list[tuple[str, int]] = []  # (guild id or "global", commands)
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -75,6 +76,7 @@ class FakeDiscord:
         app.router.add_get("/api/v10/users/@me", self.me)
         app.router.add_get("/api/v10/oauth2/applications/@me", self.application)
         app.router.add_put("/api/v10/applications/{app}/commands", self.sync)
+        app.router.add_put("/api/v10/applications/{app}/guilds/{guild}/commands", self.sync)
         app.router.add_post("/api/v10/channels/{channel}/messages", self.post_message)
         app.router.add_get("/api/v10/gateway/bot", self.gateway_bot)
         app.router.add_get("/", self.gateway)
@@ -104,6 +106,7 @@ class FakeDiscord:
         body = await request.json()
         self.commands_synced = body
         self.sync_calls += 1
+        self.synced_where.append((request.match_info.get("guild", "global"), len(body)))
         return _json([{**c, "id": str(1500 + i), "application_id": APP_ID, "version": "1"}
                       for i, c in enumerate(body)])
 

@@ -120,3 +120,15 @@ async def test_slash_commands_are_registered_only_when_they_change(
         async with bot:
             await bot.login("not-a-real-token")  # runs setup_hook, which syncs if needed
         assert fake_discord.sync_calls == [1, 1, 2][start], start
+
+
+async def test_emptying_the_test_guild_clears_its_commands(fake_discord: FakeDiscord) -> None:
+    core = FakeCore()
+    for guild in ("4242", ""):
+        bot = build_bot(core, Settings(discord_token="t", discord_test_guild=guild))
+        async with bot:
+            await bot.login("t")
+    test_guild, cleared, global_ = fake_discord.synced_where
+    assert test_guild[0] == "4242" and test_guild[1] > 5
+    assert cleared == ("4242", 0)  # the test guild's copies are gone
+    assert global_[0] == "global" and global_[1] == test_guild[1]
