@@ -268,12 +268,13 @@ class Corpus:
         return await self._erase(self._store.forget_author_everywhere(platform, author_id))
 
     async def _erase(self, deletion):
-        """Run a deletion, then empty the WAL; StoreError when either failed."""
+        """Run a deletion (StoreError when the database refused it), then empty the WAL (or
+        queue that, when it cannot be done now)."""
         try:
             done = await deletion
-            await self._store.truncate_wal()
         except sqlite3.Error as err:
             raise StoreError(f"the database refused the erasure: {err}") from err
+        await self._empty_wal()
         return done
 
     def queue_erasure(self, erase: Callable[[], Awaitable[object]]) -> None:

@@ -243,14 +243,23 @@ class Store:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
 
-    async def truncate_wal(self) -> None:
+    async def truncate_wal(self, tries: int = 20, pause_s: float = 0.05) -> None:
         """Copy the WAL into the database and empty it, so deleted rows leave the `-wal` file
-        too. StoreError when the checkpoint could not finish (a reader in the way, a full
-        disk): the caller retries."""
-        async with self._write:
-            row = await self._one("PRAGMA wal_checkpoint(TRUNCATE)")
-        if row is not None and row[0]:
-            raise StoreError("the database's write-ahead log could not be emptied yet")
+        too. A statement of this connection still reading (another command's query between
+        two awaits) makes SQLite refuse it for a moment: it is tried again `tries` times.
+        StoreError when it still could not finish (a full disk): the caller queues a retry."""
+        for attempt in range(tries):
+            try:
+                async with self._write:
+                    row = await self._one("PRAGMA wal_checkpoint(TRUNCATE)")
+                if row is None or not row[0]:
+                    return
+            except sqlite3.OperationalError as err:
+                if attempt == tries - 1:
+                    raise StoreError(f"the database's write-ahead log could not be emptied: "
+                                     f"{err}") from err
+            await asyncio.sleep(pause_s)
+        raise StoreError("the database's write-ahead log could not be emptied yet")
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
