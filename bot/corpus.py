@@ -18,6 +18,7 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import PurePath
+from typing import Any
 
 from bot.errors import StoreError, UserError
 from bot.messages import Attachment, Incoming
@@ -260,20 +261,28 @@ class Corpus:
         """Remove everything one author gave a channel, out of every database file; the number
         of messages removed. StoreError when the database refused (the caller queues it)."""
         await self.flush()
-        return await self._erase(self._store.forget_author(channel, author_id))
+        return await self._erase(lambda: self._store.forget_author(channel, author_id))
 
     async def forget_author_everywhere(self, platform: str, author_id: str) -> dict[int, int]:
         """Remove an author's messages from every channel of a platform: {channel: removed}."""
         await self.flush()
-        return await self._erase(self._store.forget_author_everywhere(platform, author_id))
+        return await self._erase(lambda: self._store.forget_author_everywhere(platform,
+                                                                              author_id))
 
-    async def _erase(self, deletion):
-        """Run a deletion (StoreError when the database refused it), then empty the WAL (or
-        queue that, when it cannot be done now)."""
-        try:
-            done = await deletion
-        except sqlite3.Error as err:
-            raise StoreError(f"the database refused the erasure: {err}") from err
+    async def _erase(self, deletion: Callable[[], Awaitable[Any]], tries: int = 20) -> Any:
+        """Run a deletion, then empty the WAL (or queue that, when it cannot be done now).
+        "Locked" (a query of the same connection still reading) is tried again for a moment;
+        StoreError when the database still refuses (a full disk)."""
+        for attempt in range(tries):
+            try:
+                done = await deletion()
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == tries - 1:
+                    raise StoreError(f"the database refused the erasure: {err}") from err
+                await asyncio.sleep(0.05)
+            except sqlite3.Error as err:
+                raise StoreError(f"the database refused the erasure: {err}") from err
         await self._empty_wal()
         return done
 
