@@ -242,10 +242,9 @@ def test_checkpoints_are_private_to_their_owner(tmp_path):
     assert stat.S_IMODE(save(make("ngram"), tmp_path / "new" / "n.pt").stat().st_mode) == 0o600
 
 
-def test_the_shipped_base_model_of_format_1_still_loads():
+def test_the_shipped_base_model_carries_its_checksum():
     from lm.hub import BASE_PATH
 
     data = _raw(BASE_PATH)
-    if data["format_version"] != 1:
-        pytest.skip("data/base.pt has been rewritten in a newer format")
-    assert "sha256" not in data and load_checkpoint(BASE_PATH).kind == "mix"
+    assert data["format_version"] == 2 and len(data["sha256"]) == 64
+    assert load_checkpoint(BASE_PATH).kind == "mix"
