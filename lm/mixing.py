@@ -7,20 +7,15 @@ import torch
 from lm.errors import LmError
 from lm.models import LanguageModel, Mix
 from lm.models.mix import DEFAULT_EDGES, fit_weights
-from lm.scoring import restrict
+from lm.scoring import message_groups, restrict
 from lm.vocab import BOUNDARY, decoder_states, encode
 
 
 def _component_targets(mix: Mix, messages: list[str], max_symbols: int = 16_384):
     """Restricted log-probs of each component for the true symbols [K, N] and the buckets [N]
     over the messages, each read from a fresh start with its end (as scoring reads them)."""
-    rows = sorted(([BOUNDARY, *encode(m), BOUNDARY] for m in messages), key=len)
-    tl, bk, i = [], [], 0
-    while i < len(rows):
-        j = i + 1
-        while j < len(rows) and len(rows[j]) * (j + 1 - i) <= max_symbols:
-            j += 1
-        group, i = rows[i:j], j
+    tl, bk = [], []
+    for group in message_groups(messages, max_symbols):
         width = len(group[-1])
         x = torch.full((len(group), width), BOUNDARY, dtype=torch.long)
         st = torch.zeros((len(group), width), dtype=torch.long)

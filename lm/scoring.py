@@ -154,19 +154,27 @@ def messages_nll(model: LanguageModel, messages: Sequence[str],
 
     Messages of similar length are read side by side, up to `max_symbols` a pass.
     """
-    rows = sorted(([BOUNDARY, *encode(m), BOUNDARY] for m in messages), key=len)
-    nats, count, i = 0.0, 0, 0
-    while i < len(rows):
-        j = i + 1
-        while j < len(rows) and len(rows[j]) * (j + 1 - i) <= max_symbols:
-            j += 1
-        group = rows[i:j]
+    nats, count = 0.0, 0
+    for group in message_groups(messages, max_symbols):
         got = rows_logprobs(model, group, [decoder_states(r)[:-1] for r in group])
         for k, r in enumerate(group):
             nats -= float(got[k, : len(r) - 1].double().sum())
             count += len(r) - 1
-        i = j
     return nats, count
+
+
+def message_groups(messages: Sequence[str], max_symbols: int) -> list[list[list[int]]]:
+    """The messages as [B m B] rows, sorted by length and grouped so that a group, padded to
+    its longest row, holds at most `max_symbols` symbols (a longer row is a group alone)."""
+    rows = sorted(([BOUNDARY, *encode(m), BOUNDARY] for m in messages), key=len)
+    groups, i = [], 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and len(rows[j]) * (j + 1 - i) <= max_symbols:
+            j += 1
+        groups.append(rows[i:j])
+        i = j
+    return groups
 
 
 def evaluate(model: LanguageModel, text: str, split: str = "stream", lanes: int = 1,
