@@ -261,3 +261,13 @@ async def test_export_reaches_only_the_asker(world: World) -> None:
     assert world.alice.user.dm_channel.last_message.attachments[0].filename == "my-data.json"
     result = await world.alice.slash(world.general, "privacy")
     assert result.response.ephemeral and "!forget me" in result.response.content
+
+
+async def test_a_members_refused_train_is_private(world: World) -> None:
+    """An admin lets a member see /train (Server Settings > Integrations) without making them
+    a moderator: the core still refuses, and only she sees the refusal."""
+    commands = await world.env.bot.tree.fetch_commands()
+    train = next(c for c in commands if c.name == "train")
+    world.guild.set_command_permissions(train, {world.alice: True})
+    result = await world.alice.slash(world.general, "train")
+    assert "for moderators only" in result.response.content and result.response.ephemeral
