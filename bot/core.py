@@ -24,7 +24,7 @@ from bot.channel_models import ChannelModelSource
 from bot.commands import CHIME_GAP_S, Context, Services, build_commands
 from bot.cooldown import Clock, Cooldowns
 from bot.corpus import Corpus
-from bot.errors import Busy, CooldownError, UserError
+from bot.errors import Busy, CooldownError, StoreError, UserError
 from bot.messages import Attachment, Incoming, Reply, ReplyFile, Responder, Sent
 from bot.parsing import parse_options, split_command
 from bot.pool import WorkerPool
@@ -162,8 +162,11 @@ class Core:
     async def sweep_removals(self) -> int:
         """Remove the data of every channel whose grace period is over; how many channels."""
         svc = self.services
-        due = await svc.store.due_removals(time.time())
+        now = time.time()
+        due = await svc.store.due_removals(now)
         for platform, key in due:
+            if not await svc.store.claim_removal(platform, key, now):
+                continue  # the bot came back meanwhile
             channel = await svc.store.find_channel(platform, key)
             if channel is not None:
                 await svc.trainer.stop(channel, "the channel's removal")
@@ -171,9 +174,11 @@ class Core:
                 await svc.store.forget_channel(channel.id)
                 svc.models.forget(channel.id)
                 await svc.trainer.tidy(channel, patient=True)
-            await svc.store.cancel_removals(platform, [key])
         if due:
-            await svc.store.truncate_wal()
+            try:
+                await svc.store.truncate_wal()
+            except StoreError:
+                svc.corpus.queue_erasure(svc.store.truncate_wal)
             log.info("removed the data of %d channel(s) after their grace period", len(due))
         return len(due)
 

@@ -270,9 +270,9 @@ class Corpus:
                                                                               author_id))
 
     async def _erase(self, deletion: Callable[[], Awaitable[Any]], tries: int = 20) -> Any:
-        """Run a deletion, then empty the WAL (or queue that, when it cannot be done now).
-        "Locked" (a query of the same connection still reading) is tried again for a moment;
-        StoreError when the database still refuses (a full disk)."""
+        """Run a deletion, then empty the WAL. "Locked" (a query of the same connection still
+        reading) is tried again for a moment; StoreError when the database still refuses
+        either (a full disk): the text may still be in a file, and the caller queues it all."""
         for attempt in range(tries):
             try:
                 done = await deletion()
@@ -283,7 +283,7 @@ class Corpus:
                 await asyncio.sleep(0.05)
             except sqlite3.Error as err:
                 raise StoreError(f"the database refused the erasure: {err}") from err
-        await self._empty_wal()
+        await self._store.truncate_wal()
         return done
 
     def queue_erasure(self, erase: Callable[[], Awaitable[object]]) -> None:
@@ -298,7 +298,7 @@ class Corpus:
             await asyncio.sleep(self.retry_s)
             try:
                 await self.erasures[0]()
-            except (StoreError, sqlite3.Error, OSError) as err:
+            except Exception as err:  # a full disk, a full queue (Busy): retried, never dropped
                 log.warning("a queued erasure failed again, retrying in %g s: %s",
                             self.retry_s, err)
                 continue

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
-from bot.errors import StoreError, UserError
+from bot.errors import Busy, StoreError, UserError
 from bot.messages import Reply, ReplyFile
 from bot.store import EVERYWHERE, ChannelRow
 
@@ -92,16 +93,16 @@ async def _forget_me(ctx: Context, everywhere: bool) -> Reply:
             f"(`!optin{' everywhere' if everywhere else ''}` undoes that)")
     try:
         removed, notes = await _erase(svc, ch, msg.platform, msg.author_id, everywhere)
-    except StoreError as err:
+    except (StoreError, sqlite3.Error, Busy) as err:  # each part is safe to do again
         log.warning("erasure refused, queued for retries: %s", err)
 
         async def again() -> None:
             await _erase(svc, ch, msg.platform, msg.author_id, everywhere)
 
         svc.corpus.queue_erasure(again)
-        return Reply(f"I could not erase your messages {where} yet: the bot's storage refused "
-                     f"the write (is its disk full?). The erasure is queued and retried every "
-                     f"{svc.corpus.retry_s:g} s until it succeeds; {kept}")
+        return Reply(f"I could not finish erasing your messages {where} yet: the bot's storage "
+                     f"or its model queue refused for now. The erasure is queued and retried "
+                     f"every {svc.corpus.retry_s:g} s until it succeeds; {kept}")
     head = f"removed {_plural(removed, 'message')} you contributed {where}"
     return Reply("; ".join([head, *notes, kept]))
 

@@ -14,6 +14,7 @@ file beside it and says who holds it when it cannot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -265,7 +266,16 @@ class Store:
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
         async with self._write:
-            await self._db.execute("BEGIN IMMEDIATE")
+            # A BEGIN cancelled while it waits still runs on aiosqlite's thread: roll it back
+            # then, or every later transaction would fail as "within a transaction".
+            begin = asyncio.ensure_future(self._db.execute("BEGIN IMMEDIATE"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await begin
+                    await self._db.execute("ROLLBACK")
+                raise
             try:
                 yield self._db
             except BaseException:
@@ -339,6 +349,14 @@ class Store:
         async with self._tx() as db:
             await db.executemany("DELETE FROM removals WHERE platform = ? AND channel_key = ?",
                                  [(platform, k) for k in keys])
+
+    async def claim_removal(self, platform: str, key: str, now: float) -> bool:
+        """Take a due removal off the list; False when it was cancelled (or taken) meanwhile,
+        so a channel the bot came back to is never erased."""
+        async with self._tx() as db:
+            cur = await db.execute("DELETE FROM removals WHERE platform = ? AND channel_key = ? "
+                                   "AND due_at <= ?", (platform, key, now))
+            return cur.rowcount > 0
 
     async def due_removals(self, now: float) -> list[tuple[str, str]]:
         """(platform, channel key) of the removals due by `now`."""

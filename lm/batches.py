@@ -64,6 +64,8 @@ class MessageBatches:
     """
 
     def __init__(self, messages: list[str], window: int, tokens: int, seed: int = 0) -> None:
+        if not messages:
+            raise ValueError("no messages to make batches of")
         self.ids, self.states, off = message_rows(messages)
         self.window, self.tokens = window, tokens
         self.rng = np.random.default_rng(seed)

@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_front.convert import PLATFORM
 from bot.errors import SettingsError
 from bot.messages import Incoming, Responder
 from bot.settings import Settings
@@ -134,6 +135,9 @@ class BabbleBot(commands.AutoShardedBot):
         """Nothing here: `MessagesCog` routes every message to the core."""
 
     async def on_ready(self) -> None:
+        """Servers the bot is in keep their data, even if it was re-invited while offline."""
+        for guild in self.guilds:
+            await self.core.cancel_removal(PLATFORM, [str(c.id) for c in guild.channels])
         log.info("logged in as %s; shards %s of %s", self.user, self.shard_ids or "all",
                  self.shard_count)
 

@@ -97,18 +97,20 @@ class InteractionSent:
 
     def __init__(
         self, message: discord.InteractionMessage | discord.WebhookMessage,
-        channel: discord.abc.Messageable | None,
+        channel: discord.abc.Messageable | None, private: bool = False,
     ) -> None:
         self.message: discord.Message | discord.WebhookMessage = message
         self.channel = channel
         self._detached = False
+        self.private = private  # never falls back to a public message
 
     async def edit(self, reply: Reply) -> None:
         """Replace text and files; fall back to a channel message when the token expired."""
         try:
             await self.message.edit(**edit_kwargs(reply))
         except discord.HTTPException as error:
-            if self._detached or self.channel is None or error.status not in (401, 404):
+            if self._detached or self.private or self.channel is None \
+                    or error.status not in (401, 404):
                 raise
             log.info("interaction token expired (%s); editing a channel message instead", error)
             self.message = await self.channel.send(**message_kwargs(reply))
@@ -132,6 +134,12 @@ class InteractionResponder:
             if not self.interaction.response.is_done():
                 await self.interaction.response.defer(thinking=True)
 
+    async def stop_deferral(self, deferral: asyncio.Task) -> None:
+        """Cancel a pending `defer_after`; one already deferring finishes first (cancelled
+        mid-call, Discord may have taken the deferral while discord.py never noted it)."""
+        async with self._lock:
+            deferral.cancel()
+
     async def send(self, reply: Reply) -> InteractionSent:
         """Answer the interaction, fill the deferred answer, or post a follow-up."""
         async with self._lock:
@@ -144,7 +152,8 @@ class InteractionResponder:
         if not self.interaction.response.is_done():
             await self.interaction.response.send_message(**message_kwargs(reply),
                                                           ephemeral=reply.private)
-            return InteractionSent(await self.interaction.original_response(), messageable)
+            return InteractionSent(await self.interaction.original_response(), messageable,
+                                   reply.private)
         if first and not reply.private:
             message = await self.interaction.edit_original_response(**edit_kwargs(reply))
             return InteractionSent(message, messageable)
@@ -152,4 +161,4 @@ class InteractionResponder:
             await self.interaction.edit_original_response(content="(answered privately)")
         message = await self.interaction.followup.send(**message_kwargs(reply), wait=True,
                                                        ephemeral=reply.private)
-        return InteractionSent(message, messageable)
+        return InteractionSent(message, messageable, reply.private)

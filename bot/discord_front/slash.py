@@ -90,7 +90,7 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
         try:
             await bot.core.run_command(msg, name, args, target)
         finally:
-            deferral.cancel()
+            await responder.stop_deferral(deferral)
         if not responder.answered:
             await responder.send(Reply("Done."))
 

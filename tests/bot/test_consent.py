@@ -122,7 +122,7 @@ async def test_an_erasure_the_database_refuses_is_queued_and_retried(
     monkeypatch.setattr(store, "forget_author", full_disk)
     corpus.retry_s = 0.05
     answer = await reply_of(core, "!forget me", author="alice", mod=False)
-    assert "could not erase" in answer and "queued and retried" in answer
+    assert "could not finish erasing" in answer and "queued and retried" in answer
     await say(core, f"listened {SECRET}", author="alice", mod=False, message_id="z")
     await wait_for(lambda: not corpus.erasures, timeout=10)
     await asyncio.sleep(0)
@@ -159,3 +159,36 @@ async def test_a_removed_channels_data_goes_after_the_grace_period(settings) -> 
         await core.schedule_removal("console", ["c1"])
         assert rows(settings.db_path, "SELECT COUNT(*) FROM messages") == [(0,)]
         assert any_holds(database_files(settings.db_path), SECRET) == []
+
+
+async def test_a_wal_that_cannot_be_emptied_is_not_reported_as_erased(
+        core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = core.services.store
+    await say(core, f"!learn {SECRET}", author="alice", mod=False)
+    real = store.truncate_wal
+    fails = [1, 1]
+
+    async def stuck(*args: object) -> None:
+        if fails:
+            fails.pop()
+            raise StoreError("the database's write-ahead log could not be emptied")
+        await real()
+
+    monkeypatch.setattr(store, "truncate_wal", stuck)
+    core.services.corpus.retry_s = 0.05
+    answer = await reply_of(core, "!forget me", author="alice", mod=False)
+    assert "could not finish erasing" in answer and "queued" in answer
+    await wait_for(lambda: not core.services.corpus.erasures, timeout=10)
+    assert any_holds(database_files(core.settings.db_path), SECRET) == []
+
+
+async def test_a_removal_cancelled_during_the_sweep_is_kept(settings) -> None:
+    from dataclasses import replace
+    async with await Core.open(replace(settings, removal_grace_days=7)) as core:
+        await say(core, f"!learn {SECRET}", author="alice")
+        store = core.services.store
+        await store.schedule_removals("console", ["c1"], due_at=0.0)
+        await store.cancel_removals("console", ["c1"])  # the bot came back first
+        assert not await store.claim_removal("console", "c1", now=1e12)
+        assert await core.sweep_removals() == 0
+        assert rows(settings.db_path, "SELECT COUNT(*) FROM messages") == [(1,)]
