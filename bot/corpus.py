@@ -68,6 +68,7 @@ class Corpus:
         self._optouts: set[tuple[str, str, str]] = set()  # (platform, scope, author id)
         self.erasures: list[Callable[[], Awaitable[object]]] = []  # failed, to retry in order
         self.retry_s = ERASE_RETRY_S
+        self._wal_pending = False  # deleted or edited text may still be in the WAL
         self._retrier: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -82,6 +83,7 @@ class Corpus:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.flush()
+        await self._empty_wal()
 
     def opted_out(self, platform: str, channel_key: str, author_id: str) -> bool:
         """Whether this author asked that nothing of theirs be stored in this channel."""
@@ -116,6 +118,7 @@ class Corpus:
             self._kick.clear()
             try:
                 await self.flush()
+                await self._empty_wal()
             except Exception:  # the database may be locked for a while: keep the buffer, retry
                 log.exception("writing %d listened message(s) failed; will retry", self.pending)
 
@@ -234,7 +237,7 @@ class Corpus:
             stored = await self._store.delete_platform_message(channel, message_id,
                                                                listened_only) > 0
         if stored:
-            await self._empty_wal()
+            self._wal_dirty()
         return stored or buffered
 
     async def edit(self, channel: int, message_id: str, text: str) -> bool:
@@ -247,15 +250,24 @@ class Corpus:
                     return True
             changed = await self._store.edit_platform_message(channel, message_id, text) > 0
         if changed:
-            await self._empty_wal()  # the old text must not stay in the WAL
+            self._wal_dirty()  # the old text must not stay in the WAL
         return changed
 
+    def _wal_dirty(self) -> None:
+        """A platform deletion or edit left old text in the WAL: the writer task empties it at
+        its next round (within LISTEN_FLUSH_S), once for a whole burst (a moderator's purge is
+        hundreds of deletes)."""
+        self._wal_pending = True
+
     async def _empty_wal(self) -> None:
+        if not self._wal_pending:
+            return
+        self._wal_pending = False
         try:
             await self._store.truncate_wal()
         except (StoreError, sqlite3.Error):
             log.warning("the WAL could not be emptied now; retrying later")
-            self.queue_erasure(self._store.truncate_wal)
+            self._wal_pending = True
 
     async def forget_author(self, channel: int, author_id: str) -> int:
         """Remove everything one author gave a channel, out of every database file; the number

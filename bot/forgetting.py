@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
+from bot import replies
 from bot.errors import Busy, StoreError, UserError
 from bot.messages import Reply, ReplyFile
 from bot.store import EVERYWHERE, ChannelRow
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
     from bot.commands import Context, Services
 
 log = logging.getLogger(__name__)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 async def forget(ctx: Context) -> Reply:
@@ -47,8 +44,8 @@ async def forget(ctx: Context) -> Reply:
         await svc.store.truncate_wal()
     except StoreError:
         svc.corpus.queue_erasure(svc.store.truncate_wal)
-    return Reply(f"forgot this channel: {_plural(removed, 'message')} and every trained model "
-                 "are gone; the shipped base model answers here again")
+    return Reply(f"forgot this channel: {replies.count(removed, 'message')} and every trained "
+                 "model are gone; the shipped base model answers here again")
 
 
 async def _erase(svc: Services, ch: ChannelRow, platform: str, author: str,
@@ -74,7 +71,7 @@ async def _erase(svc: Services, ch: ChannelRow, platform: str, author: str,
     if stopped:
         notes.append("the running training was cancelled, as it had read them")
     if rewritten:
-        notes.append(f"the n-gram of {_plural(rewritten, 'stored model version')} was "
+        notes.append(f"the n-gram of {replies.count(rewritten, 'stored model version')} was "
                      "recounted without them")
     if rewritten or stopped:
         notes.append("the RNN's weights hold no verbatim text, but were trained on it: the "
@@ -103,7 +100,7 @@ async def _forget_me(ctx: Context, everywhere: bool) -> Reply:
         return Reply(f"I could not finish erasing your messages {where} yet: the bot's storage "
                      f"or its model queue refused for now. The erasure is queued and retried "
                      f"every {svc.corpus.retry_s:g} s until it succeeds; {kept}")
-    head = f"removed {_plural(removed, 'message')} you contributed {where}"
+    head = f"removed {replies.count(removed, 'message')} you contributed {where}"
     return Reply("; ".join([head, *notes, kept]))
 
 
@@ -152,6 +149,6 @@ async def export(ctx: Context) -> Reply:
     rows = await ctx.services.store.author_messages(msg.platform, msg.author_id)
     data = json.dumps({"platform": msg.platform, "author_id": msg.author_id, "messages": rows},
                       ensure_ascii=False, indent=1).encode()
-    return Reply(f"everything stored of you here: {_plural(len(rows), 'message')} "
+    return Reply(f"everything stored of you here: {replies.count(len(rows), 'message')} "
                  "(`!forget me everywhere` removes it all)",
                  (ReplyFile("my-data.json", data),), private=True)

@@ -3,7 +3,8 @@
 One long-lived aiosqlite connection (its own thread), WAL mode, a busy timeout, a schema
 versioned with `PRAGMA user_version` and migrated forward at open. Parameters only.
 Channels are keyed by (platform, channel id), so platforms share one file and never each other's
-rows. Checkpoints are files; the `models` table points at their folders.
+rows. Checkpoints are files; the `models` table points at their folders. The schema's
+migrations are in `bot/schema.py`.
 
 Forgotten text leaves every file: `secure_delete` zeroes deleted rows in the database file, and
 each erasure ends with a WAL checkpoint that truncates the `-wal` file (which would otherwise
@@ -30,82 +31,12 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import StoreError
+from bot.schema import EVERYWHERE, MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
+__all__ = ["EVERYWHERE", "MIGRATIONS", "SCHEMA_VERSION", "ChannelRow", "CorpusStats",
+           "ModelRow", "NewMessage", "Store"]
 
-# Each entry migrates the schema from version i to i + 1; never edit one that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE channels (
-        id INTEGER PRIMARY KEY,
-        platform TEXT NOT NULL,
-        channel_key TEXT NOT NULL,
-        listening INTEGER NOT NULL DEFAULT 0,
-        active_model INTEGER REFERENCES models(id) ON DELETE SET NULL,
-        corpus_rev INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        UNIQUE (platform, channel_key)
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        channel INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
-        platform_msg_id TEXT,
-        part INTEGER NOT NULL DEFAULT 0,
-        author_id TEXT NOT NULL,
-        author_name TEXT NOT NULL,
-        source TEXT NOT NULL,
-        text TEXT NOT NULL,
-        chars INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        UNIQUE (channel, platform_msg_id, part)
-    );
-    CREATE INDEX messages_by_author ON messages (channel, author_id);
-    CREATE TABLE models (
-        id INTEGER PRIMARY KEY,
-        channel INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
-        version INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        metrics TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        UNIQUE (channel, version)
-    );
-    """,
-    # 2: find a platform message without knowing its channel (Discord ids are unique).
-    """
-    CREATE INDEX messages_by_platform_id ON messages (platform_msg_id);
-    """,
-    # 3: who asked to be forgotten: listening and imports store nothing of theirs there
-    # (scope: a channel key, or '*' for every channel of the platform).
-    """
-    CREATE TABLE optouts (
-        platform TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        author_id TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (platform, scope, author_id)
-    );
-    """,
-    # 4: the chance (0..1) that the bot babbles after an ordinary message in a channel.
-    """
-    ALTER TABLE channels ADD COLUMN reply_chance REAL NOT NULL DEFAULT 0;
-    """,
-    # 5: channels whose data goes when the grace period ends (the bot left, or it was deleted).
-    """
-    CREATE TABLE removals (
-        platform TEXT NOT NULL,
-        channel_key TEXT NOT NULL,
-        due_at REAL NOT NULL,
-        PRIMARY KEY (platform, channel_key)
-    );
-    """,
-    # 6: small facts a front keeps across starts (what it last registered with its platform).
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-)
-EVERYWHERE = "*"  # an opt-out's scope that covers every channel of a platform
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -191,6 +122,11 @@ def _model(row: Sequence[Any]) -> ModelRow:
 
 
 _MODEL_COLS = "id, channel, version, path, kind, metrics, created_at"
+_CHANNEL_COLS = "id, platform, channel_key, listening, active_model, corpus_rev, reply_chance"
+
+
+def _channel(row: Sequence[Any]) -> ChannelRow:
+    return ChannelRow(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])
 
 
 class Store:
@@ -311,19 +247,14 @@ class Store:
 
     async def find_channel(self, platform: str, key: str) -> ChannelRow | None:
         """The channel's row, or None if it was never seen."""
-        row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
-                              "corpus_rev, reply_chance FROM channels WHERE platform = ? AND "
-                              "channel_key = ?",
-                              (platform, key))
-        return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
-                                                    row[4], row[5], row[6])
+        row = await self._one(f"SELECT {_CHANNEL_COLS} FROM channels WHERE platform = ? AND "
+                              "channel_key = ?", (platform, key))
+        return None if row is None else _channel(row)
 
     async def channel_by_id(self, channel: int) -> ChannelRow | None:
         """A channel's row by its row id."""
-        row = await self._one("SELECT id, platform, channel_key, listening, active_model, "
-                              "corpus_rev, reply_chance FROM channels WHERE id = ?", (channel,))
-        return None if row is None else ChannelRow(row[0], row[1], row[2], bool(row[3]),
-                                                    row[4], row[5], row[6])
+        row = await self._one(f"SELECT {_CHANNEL_COLS} FROM channels WHERE id = ?", (channel,))
+        return None if row is None else _channel(row)
 
     async def channel(self, platform: str, key: str) -> ChannelRow:
         """The channel's row, created on first sight."""

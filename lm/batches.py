@@ -91,13 +91,12 @@ class MessageBatches:
         """One pass over every message: the steps in a random order (popped from the end)."""
         steps: list = [("short", b) for b in self._short_groups()]
         if self.long:
-            windows, lanes = self._lanes()
+            windows = self._lanes()
             steps += [("long", (windows, k)) for k in range(windows.shape[1])]
         order = self.rng.permutation(len(steps))
         # long steps must come in order within the pass: give them back their sequence
         longs = iter(sorted((s for s in steps if s[0] == "long"), key=lambda s: -s[1][1]))
-        out = [steps[i] if steps[i][0] == "short" else next(longs) for i in order]
-        return out
+        return [steps[i] if steps[i][0] == "short" else next(longs) for i in order]
 
     def _short_groups(self) -> list[list[tuple[int, int]]]:
         """Short messages sorted by length (ties at random), cut into steps of ~`tokens`."""
@@ -141,7 +140,7 @@ class MessageBatches:
                     if b > a]
         return out
 
-    def _lanes(self) -> tuple[np.ndarray, int]:
+    def _lanes(self) -> np.ndarray:
         """Pieces dealt to lanes (least loaded first); windows [lanes, steps, 3] of
         (offset, symbols to read, fresh start), symbols 0 where a lane has run out."""
         pieces = self._pieces()
@@ -153,16 +152,17 @@ class MessageBatches:
         dealt: list[list[tuple[int, int, int]]] = [[] for _ in range(lanes)]
         for o, n in pieces:
             load, i = heapq.heappop(heap)
-            for k, a in enumerate(range(0, n - 1, self.window)):
-                dealt[i].append((o + a, min(self.window, n - 1 - a), int(k == 0)))
-            heapq.heappush(heap, (load + len(range(0, n - 1, self.window)), i))
+            starts = range(0, n - 1, self.window)
+            dealt[i] += [(o + a, min(self.window, n - 1 - a), int(k == 0))
+                         for k, a in enumerate(starts)]
+            heapq.heappush(heap, (load + len(starts), i))
         steps = max(len(d) for d in dealt)
         windows = np.zeros((lanes, steps, 3), dtype=np.int64)
         windows[:, :, 2] = 1
         for i, d in enumerate(dealt):
             if d:
                 windows[i, : len(d)] = d
-        return windows, lanes
+        return windows
 
     def _lane_batch(self, windows: np.ndarray, k: int) -> Batch:
         lanes, t = windows.shape[0], self.window

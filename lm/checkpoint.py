@@ -24,7 +24,7 @@ from lm.models.base import half_exact
 from lm.vocab import VOCAB_NAME, VOCAB_SIZE
 
 FORMAT = "babble-lm"
-FORMAT_VERSION = 2  # 2 added the "sha256" checksum; 1 had none (data/base.pt is format 1)
+FORMAT_VERSION = 2  # 2 added the "sha256" checksum; 1 had none
 READABLE_VERSIONS = (1, 2)
 CHECKSUM_FROM = 2  # a checkpoint of this format version or later must carry its checksum
 MAX_DEPTH = 32  # nesting of lists and dicts; the unpickler builds any depth, even cycles

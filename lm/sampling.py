@@ -190,9 +190,11 @@ def sample_many(model: LanguageModel,
     kernel = None if lib is None else (lib.draw, step.out.ctypes.data, work.ctypes.data)
     ids = np.zeros((len(rows), 1), dtype=np.int64)
     logp = step.feed(np.array([start] * len(rows), dtype=np.int64))
+    # NaN weights give NaN from the first step, and a draw from NaN is symbol 0: refuse then
+    # (checked once, not in the loop: checkpoints with such weights are refused at load)
+    if np.isnan(logp).any():
+        raise LmError("the model gave NaN probabilities: its weights are not finite")
     while True:
-        if np.isnan(logp).any():  # a draw from NaN weights is symbol 0: refuse, not emit NULs
-            raise LmError("the model gave NaN probabilities: its weights are not finite")
         ids[:, 0] = [r.next_symbol(logp, i, kernel) for i, r in enumerate(rows)]
         if all(r.done for r in rows):
             break

@@ -137,11 +137,12 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
 
     # Moderator commands are top-level commands of their own: Discord hides a command by its
     # default permissions, never a subcommand or an option. The core still checks.
-    moderators = app_commands.default_permissions(manage_messages=True)
+    def moderators(command):  # shown only to Manage Messages, and only in servers
+        return app_commands.guild_only()(
+            app_commands.default_permissions(manage_messages=True)(command))
 
     @app_commands.command(description="Store this channel's messages in its corpus (or not)")
     @moderators
-    @app_commands.guild_only()
     @app_commands.describe(state="on or off; leave out to see the setting")
     async def listen(interaction: discord.Interaction,
                      state: Literal["on", "off"] | None = None) -> None:
@@ -153,7 +154,6 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
 
     @app_commands.command(description="Fine-tune this channel's model on its corpus")
     @moderators
-    @app_commands.guild_only()
     @app_commands.describe(minutes="Training budget", cancel="Stop the running training")
     async def train(interaction: discord.Interaction, minutes: Minutes | None = None,
                     cancel: bool = False) -> None:
@@ -165,7 +165,6 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
 
     @app_commands.command(description="Go back to this channel's previous model version")
     @moderators
-    @app_commands.guild_only()
     async def rollback(interaction: discord.Interaction) -> None:
         await run(interaction, "model", "rollback")
 
@@ -178,7 +177,6 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     @app_commands.command(name="forget-all", description="Empty this channel's corpus and drop "
                                                            "its models")
     @moderators
-    @app_commands.guild_only()
     async def forget_all(interaction: discord.Interaction) -> None:
         await run(interaction, "forget", "all")
 
@@ -205,7 +203,6 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
 
     @app_commands.command(name="import", description="Moderators: read this channel's history")
     @moderators
-    @app_commands.guild_only()
     @app_commands.describe(count="How many recent messages to read, threads included")
     async def import_(interaction: discord.Interaction,
                       count: app_commands.Range[int, 1, IMPORT_MAX] | None = None) -> None:

@@ -192,3 +192,14 @@ async def test_a_removal_cancelled_during_the_sweep_is_kept(settings) -> None:
         assert not await store.claim_removal("console", "c1", now=1e12)
         assert await core.sweep_removals() == 0
         assert rows(settings.db_path, "SELECT COUNT(*) FROM messages") == [(1,)]
+
+
+async def test_a_deleted_listened_message_leaves_the_wal_within_moments(core: Core) -> None:
+    await listen_here(core)
+    for i in range(30):
+        await say(core, f"chat {i} {SECRET}", author="alice", mod=False, message_id=f"d{i}")
+    await core.services.corpus.flush()
+    assert any_holds(database_files(core.settings.db_path), SECRET)  # positive control
+    for i in range(30):  # a moderator's purge: one WAL checkpoint for the burst
+        assert await core.message_deleted("console", "c1", f"d{i}")
+    await wait_for(lambda: not any_holds(database_files(core.settings.db_path), SECRET), 10)
