@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import lm
-from bot import engine
+from bot import serving, versions
 from bot.cooldown import Clock
-from bot.engine import BaseModels, ChannelModels
 from bot.pool import ModelCache, WorkerPool
+from bot.serving import BaseModels, ChannelModels
 from bot.settings import Settings
 from bot.store import ChannelRow, ModelRow, Store
 
@@ -55,7 +55,7 @@ class ChannelModelSource:
     async def open(cls, settings: Settings, pool: WorkerPool, store: Store,
                    clock: Clock) -> ChannelModelSource:
         """Load the base models on the pool, then build the source."""
-        base = await pool.run(engine.load_base, settings.base_model, settings.base_rnn,
+        base = await pool.run(serving.load_base, settings.base_model, settings.base_rnn,
                               settings.base_ngram)
         return cls(settings, pool, store, base, clock)
 
@@ -75,7 +75,7 @@ class ChannelModelSource:
 
     async def _load(self, row: ModelRow) -> ChannelModels:
         try:
-            mix, rnn = await self._pool.run(engine.load_version,
+            mix, rnn = await self._pool.run(versions.load_version,
                                             self.settings.checkpoint_dir / row.path)
         except lm.LmError as err:
             log.error("channel model v%d (%s) cannot be loaded, using the base model: %s",
@@ -85,15 +85,15 @@ class ChannelModelSource:
             return ChannelModels(self.base.answer, self.base.rnn, row.id, self.base_label(), 0,
                                  note)
         return ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
-                             engine.model_nbytes(mix))
+                             serving.model_nbytes(mix))
 
     def adopt(self, channel: ChannelRow, row: ModelRow, mix: Any) -> None:
         """Swap in a freshly trained version (the old entry is dropped, never changed)."""
-        rnn = engine.part(mix, "rnn")
+        rnn = serving.part(mix, "rnn")
         self.forget(channel.id, "version")
         self.cache.put(("version", channel.id, row.id),
                        ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
-                                     engine.model_nbytes(mix)))
+                                     serving.model_nbytes(mix)))
 
     def forget(self, channel: int, kind: str | None = None) -> None:
         """Drop the cached "version" or "ngram" entries (None: both) of a channel row id;
@@ -123,5 +123,5 @@ class ChannelModelSource:
 
     async def _count(self, channel: ChannelRow, rev: int) -> LiveNgram:
         texts = await self._store.corpus_texts(channel.id)
-        model = await self._pool.run(engine.count_ngram, texts)
-        return LiveNgram(model, rev, self._clock(), engine.model_nbytes(model))
+        model = await self._pool.run(versions.count_ngram, texts)
+        return LiveNgram(model, rev, self._clock(), serving.model_nbytes(model))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lm
-from bot import engine, forgetting, plots, replies
+from bot import forgetting, replies, serving
 from bot.channel_models import ChannelModelSource
 from bot.corpus import Corpus
 from bot.errors import PermissionDenied, UserError
@@ -110,7 +110,7 @@ async def _generate(ctx: Context, prefix: str) -> Reply:
     config = lm.SampleConfig(temperature=max(temp, lm.MIN_TEMPERATURE),
                              greedy=temp < lm.MIN_TEMPERATURE, max_chars=o.get("len", 200),
                              seed=o.get("seed"), n=o.get("n", 1))
-    texts = await ctx.services.pool.run_batched(model, engine.generate_many,
+    texts = await ctx.services.pool.run_batched(model, serving.generate_many,
                                                 (model, config, prefix),
                                                 ctx.services.settings.sample_batch)
     lines = [_shown(prefix, t, cut=len(t) >= config.max_chars) for t in texts]
@@ -167,29 +167,10 @@ async def prob(ctx: Context) -> Reply:
     models = {k: m for k, (m, _) in named.items()}
     # !prob waiting for the same RNN and mix (the base models, say) are answered together
     key = ("prob", models.get("rnn"), models.get("mix"))
-    scores, png = await svc.pool.run_batched(key, _prob_job, (models, text),
+    scores, png = await svc.pool.run_batched(key, serving.prob_job, (models, text),
                                              svc.settings.sample_batch)
     labels = {k: _no_paths(svc, label) for k, (_, label) in named.items() if k != "uniform"}
     return Reply(replies.prob_table(text, scores, labels), (ReplyFile("surprisal.png", png),))
-
-
-def _prob_job(requests: list[tuple[dict[str, Any], str]]) -> list[Any]:
-    """On the pool: the scores of several !prob (shared models in one pass) and their pictures.
-
-    If the batch fails, each request is tried alone, so one bad text fails only its own."""
-    try:
-        results: list[Any] = engine.score_models_many(requests)
-    except lm.LmError:
-        results = []
-        for models, text in requests:
-            try:
-                results.append(engine.score_models(models, text))
-            except lm.LmError as err:
-                results.append(err)
-    return [scores if isinstance(scores, Exception) else
-            (scores, plots.surprisal_strip({k: [(c.char, c.bits) for c in s.per_char]
-                                            for k, s in scores.items()}))
-            for scores in results]
 
 
 async def learn(ctx: Context) -> Reply:

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import lm
-from bot import engine
+from bot import serving, versions
 from bot.channel_models import ChannelModelSource
 from bot.commands import CHIME_GAP_S, Context, Services, build_commands
 from bot.cooldown import Clock, Cooldowns
@@ -89,7 +89,7 @@ class Core:
 
         Raises StoreError (e.g. the database is locked by another process) with a clear message.
         """
-        engine.set_threads(settings.torch_threads)
+        serving.set_threads(settings.torch_threads)
         store = await Store.open(settings.db_path, settings.db_busy_timeout_s)
         pool = WorkerPool(settings.sample_workers, settings.queue_limit,
                           settings.train_queue_limit)
@@ -99,7 +99,7 @@ class Core:
             await pool.close()
             await store.close()
             raise
-        orphans = engine.remove_orphans(settings.checkpoint_dir, await store.model_paths())
+        orphans = versions.remove_orphans(settings.checkpoint_dir, await store.model_paths())
         if orphans:
             log.warning("removed %d checkpoint folder(s) no version records (left by a crash): "
                         "%s", len(orphans), ", ".join(orphans[:5]))

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import lm
-from bot import engine, plots, replies
+from bot import plots, replies, versions
 from bot.channel_models import ChannelModelSource
-from bot.engine import Scrubbed, TrainOutcome
 from bot.errors import Busy, UserError
 from bot.messages import Reply, ReplyFile, Responder, Sent
 from bot.pool import WorkerPool
 from bot.settings import Settings
 from bot.store import ChannelRow, Store
+from bot.versions import ChannelTraining, Scrubbed, TrainOutcome
 
 log = logging.getLogger(__name__)
 LN2 = math.log(2)
@@ -119,7 +119,7 @@ class Trainer:
         epoch = self._corpus_epoch.get(channel.id, 0)
         texts = await self._store.corpus_texts(channel.id)
         need = lm.MIN_TRAIN_CHARS
-        if engine.corpus_symbols(texts) < need:
+        if versions.corpus_symbols(texts) < need:
             raise UserError(f"this channel's corpus is too small to train on: "
                             f"{sum(map(len, texts)):,} characters; it needs at least about "
                             f"{need:,}. Add text with `!learn` or `!listen on`")
@@ -181,9 +181,10 @@ class Trainer:
                    "corpus_chars": sum(map(len, texts))}
         try:
             outcome = await self._pool.run_training(
-                engine.train_channel, texts, init, old, self.config(minutes), progress,
-                job.cancel, self._settings.train_val_max_chars,
-                self._settings.checkpoint_dir / rel, summary)
+                versions.train_channel, ChannelTraining(
+                    tuple(texts), init, old, self.config(minutes),
+                    self._settings.train_val_max_chars, self._settings.checkpoint_dir / rel,
+                    summary), progress, job.cancel)
             final = await self._finish(job, outcome, rel, summary)
         except (UserError, Busy) as err:
             final = Reply(f"training did not run: {err}")
@@ -260,7 +261,7 @@ class Trainer:
         folder = self._settings.checkpoint_dir / channel_folder(channel)
         try:
             gone = await self._run_patiently(PATIENCE_S if patient else 0.0,
-                                             engine.remove_unlisted, folder, keep)
+                                             versions.remove_unlisted, folder, keep)
         except Busy:
             if patient:
                 raise
@@ -285,7 +286,7 @@ class Trainer:
             keep = {Path(m.path).name for m in await self._store.models(channel.id)}
             folder = self._settings.checkpoint_dir / channel_folder(channel)
             try:
-                done = await self._run_patiently(PATIENCE_S, engine.scrub_versions, folder, keep,
+                done = await self._run_patiently(PATIENCE_S, versions.scrub_versions, folder, keep,
                                                  texts, self._settings.train_val_max_chars)
             finally:
                 self._models.forget(channel.id)  # no cached model may answer from the old files

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 import lm
-from bot import engine
+from bot import serving
 from bot.core import Core
 from bot.messages import Attachment
 from bot.safety import ZWSP, printable
@@ -34,8 +34,8 @@ async def test_babble_and_continue(core: Core) -> None:
 async def test_commands_at_once_answer_as_one_by_one(core: Core, monkeypatch) -> None:
     """Waiting !babble/!continue/!prob are batched on the pool; each reply is unchanged."""
     passes = []
-    many = engine.lm.sample_many
-    monkeypatch.setattr(engine.lm, "sample_many",
+    many = serving.lm.sample_many
+    monkeypatch.setattr(serving.lm, "sample_many",
                         lambda model, reqs: passes.append(len(reqs)) or many(model, reqs))
     cmds = [f"!babble --len 30 --seed {i}" for i in range(6)]
     cmds += ["!continue To be --seed 9 --len 20", "!babble --n 3 --seed 5 --len 10",
@@ -258,7 +258,7 @@ async def test_cache_counts_real_model_memory(core: Core) -> None:
     """Parameters and the tables a loaded model builds (the n-gram's counts and hash index,
     the GRU's kernel copies) are counted, memory shared between them once."""
     base = core.services.models.base
-    rnn, ngram, mix = (engine.model_nbytes(m) for m in (base.rnn, base.ngram, base.answer))
+    rnn, ngram, mix = (serving.model_nbytes(m) for m in (base.rnn, base.ngram, base.answer))
     params = sum(p.numel() * p.element_size() for p in base.rnn.parameters())
     assert rnn > params  # the kernel's tables: per-symbol input projection, float16 copies
     tables = base.ngram.tables()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lm
-from bot import engine
+from bot import versions
 from bot.core import Core
 from bot.messages import Attachment
 from bot.training import channel_folder
@@ -56,14 +56,14 @@ async def fill_two_authors(core: Core) -> int:
 @pytest.fixture
 def always_adopt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every training is adopted (the new mix scores 1 bit/char better), so versions pile up."""
-    real = engine.bits_per_char
+    real = versions.bits_per_char
     calls: list[int] = []
 
     def better_new_model(model, units):  # called for the old model, then for the new one
         calls.append(1)
         return real(model, units) - (1.0 if len(calls) % 2 == 0 else 0.0)
 
-    monkeypatch.setattr(engine, "bits_per_char", better_new_model)
+    monkeypatch.setattr(versions, "bits_per_char", better_new_model)
 
 
 async def test_forget_me_rewrites_every_checkpoint(settings, always_adopt) -> None:
@@ -73,12 +73,12 @@ async def test_forget_me_rewrites_every_checkpoint(settings, always_adopt) -> No
             await say(core, "!train")
             await core.wait_trainings()
         files = channel_files(core)
-        assert len(files) == 2 and all(f.name == engine.MODEL_FILE for f in files), files
+        assert len(files) == 2 and all(f.name == versions.MODEL_FILE for f in files), files
         before = {f: lm.load_checkpoint(f) for f in files}
         for model in before.values():  # the test means something: both words are on disk
             (text,) = ngram_texts(model)
             assert ALICE_WORD in text and BOB_WORD in text
-        leftover = files[0].parent / f"{engine.MODEL_FILE}.abc.tmp"  # as a crash leaves it
+        leftover = files[0].parent / f"{versions.MODEL_FILE}.abc.tmp"  # as a crash leaves it
         leftover.write_bytes(files[0].read_bytes())
         assert await reply_of(core, "!babble --len 20 --seed 1")  # v2 is in the cache
 
@@ -131,18 +131,18 @@ async def test_forget_just_after_a_training_saved_leaves_nothing(core: Core, alw
     """A `!forget me` that arrives after the training's last cancel check but before the
     version is recorded: the new checkpoint (which read alice's text) must not survive."""
     await fill_two_authors(core)
-    real = engine.train_channel
+    real = versions.train_channel
     saved = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def train_then_linger(*args):  # args[5] is the job's cancel event
+    def train_then_linger(*args):  # args[2] is the job's cancel event
         out = real(*args)
-        assert out.adopted and any(core.settings.checkpoint_dir.rglob(engine.MODEL_FILE))
+        assert out.adopted and any(core.settings.checkpoint_dir.rglob(versions.MODEL_FILE))
         loop.call_soon_threadsafe(saved.set)
-        args[5].wait(10)
+        args[2].wait(10)
         return out
 
-    monkeypatch.setattr(engine, "train_channel", train_then_linger)
+    monkeypatch.setattr(versions, "train_channel", train_then_linger)
     rec = await say(core, "!train")
     await saved.wait()
     answer = await reply_of(core, "!forget me", author="alice", mod=False)
@@ -184,13 +184,13 @@ def test_scrub_deletes_what_it_cannot_rewrite_and_counts_on_nothing(tmp_path: Pa
     ngram = lm.train(msgs, lm.TrainConfig(kind="ngram", order=3)).model
     mix = lm.fit_mix([rnn, ngram], msgs[-20:])
     good, broken, orphan = (tmp_path / name for name in ("v1", "v2", "v0"))
-    lm.save(mix, good / engine.MODEL_FILE)
-    lm.save(mix, broken / engine.MODEL_FILE)
-    lm.save(mix, orphan / engine.MODEL_FILE)
-    (broken / engine.MODEL_FILE).write_bytes((broken / engine.MODEL_FILE).read_bytes()[:200])
-    done = engine.scrub_versions(tmp_path, {"v1", "v2"}, [], 1000)
-    assert done == engine.Scrubbed(rewritten=1, deleted=1, orphans=1)
-    assert not orphan.exists() and not (broken / engine.MODEL_FILE).exists()
-    model = lm.load_checkpoint(good / engine.MODEL_FILE)
+    lm.save(mix, good / versions.MODEL_FILE)
+    lm.save(mix, broken / versions.MODEL_FILE)
+    lm.save(mix, orphan / versions.MODEL_FILE)
+    (broken / versions.MODEL_FILE).write_bytes((broken / versions.MODEL_FILE).read_bytes()[:200])
+    done = versions.scrub_versions(tmp_path, {"v1", "v2"}, [], 1000)
+    assert done == versions.Scrubbed(rewritten=1, deleted=1, orphans=1)
+    assert not orphan.exists() and not (broken / versions.MODEL_FILE).exists()
+    model = lm.load_checkpoint(good / versions.MODEL_FILE)
     assert ngram_texts(model) == [""]  # counted on nothing: the corpus is empty
     assert lm.score(model, "still scores").bits > 0

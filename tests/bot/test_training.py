@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import engine
+from bot import versions
 from bot.core import Core
 from bot.messages import Attachment
 from tests.bot.helpers import JOHN, Recorder, lines_of, reply_of, rows, say, wait_for
@@ -42,7 +42,7 @@ async def test_train_adopts_a_better_model_with_progress_and_curve(core: Core) -
     assert curve.filename == "loss-curve.png" and curve.data.startswith(PNG)
     db = core.settings.db_path
     ((path, metrics),) = rows(db, "SELECT path, metrics FROM models")
-    assert (core.settings.checkpoint_dir / path / engine.MODEL_FILE).is_file()
+    assert (core.settings.checkpoint_dir / path / versions.MODEL_FILE).is_file()
     assert rows(db, "SELECT active_model FROM channels WHERE channel_key = 'c1'") == [(1,)]
     model_text = await reply_of(core, "!model")
     assert "answering here: this channel's model v1, trained" in model_text
@@ -55,14 +55,14 @@ async def test_train_adopts_a_better_model_with_progress_and_curve(core: Core) -
 async def test_worse_model_is_refused_and_the_old_one_stays(core: Core,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     await fill(core)
-    real = engine.bits_per_char
+    real = versions.bits_per_char
     calls: list[float] = []
 
     def worse_new_model(model, units):  # the new mix, scored second, looks worse
         calls.append(real(model, units))
         return calls[-1] + (10.0 if len(calls) % 2 == 0 else 0.0)
 
-    monkeypatch.setattr(engine, "bits_per_char", worse_new_model)
+    monkeypatch.setattr(versions, "bits_per_char", worse_new_model)
     final = (await train(core)).posted[0].last
     assert "not better on held-out text, so the current one stays" in final.text
     assert final.files  # the loss curve comes with a refusal too
@@ -100,10 +100,10 @@ async def test_rollback_and_keep_versions(settings) -> None:
             await say(c, "!learn", files=(Attachment("john.txt", part),))
             text = (await train(c)).posted[0].last.text
             assert f"Model v{i + 1} answers here now" in text, text
-        versions = [v for (v,) in rows(settings.db_path, "SELECT version FROM models")]
-        folders = [p for p in settings.checkpoint_dir.rglob(engine.MODEL_FILE)]
-        assert len(versions) == len(folders) <= 2
-        latest = max(versions)
+        kept = [v for (v,) in rows(settings.db_path, "SELECT version FROM models")]
+        folders = [p for p in settings.checkpoint_dir.rglob(versions.MODEL_FILE)]
+        assert len(kept) == len(folders) <= 2
+        latest = max(kept)
         assert f"v{latest - 1} answers here now" in await reply_of(c, "!model rollback")
         assert "for moderators only" in await reply_of(c, "!model rollback", mod=False)
 
@@ -116,7 +116,7 @@ async def test_corrupt_active_checkpoint_falls_back_to_base(settings, caplog) ->
     async with await Core.open(settings) as core:  # a restart loads it from disk
         text = await reply_of(core, "!model")
         assert "answering here: this channel's model v1, trained" in text and "note" not in text
-    ckpt: Path = settings.checkpoint_dir / path / engine.MODEL_FILE
+    ckpt: Path = settings.checkpoint_dir / path / versions.MODEL_FILE
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
     async with await Core.open(settings) as core:
         assert await reply_of(core, "!babble --len 10")  # still answers
@@ -199,12 +199,12 @@ async def test_a_folder_left_by_a_crash_is_removed_at_start(settings) -> None:
     kept = settings.checkpoint_dir / path
     orphan = kept.parent / "20260101-000000-1"
     orphan.mkdir()
-    (orphan / engine.MODEL_FILE).write_bytes((kept / engine.MODEL_FILE).read_bytes())
+    (orphan / versions.MODEL_FILE).write_bytes((kept / versions.MODEL_FILE).read_bytes())
     stray = settings.checkpoint_dir / "console-gone-00000000" / "20260101-000000-2"
     stray.mkdir(parents=True)
     async with await Core.open(settings):
         assert not orphan.exists() and not stray.parent.exists()
-        assert (kept / engine.MODEL_FILE).is_file()
+        assert (kept / versions.MODEL_FILE).is_file()
 
 
 async def test_channel_text_lives_in_files_only_the_owner_can_read(settings) -> None:
@@ -215,5 +215,5 @@ async def test_channel_text_lives_in_files_only_the_owner_can_read(settings) -> 
     folder = settings.checkpoint_dir / path
     for d in (settings.checkpoint_dir, folder.parent, folder):
         assert d.stat().st_mode & 0o777 == 0o700, d
-    for f in (folder / engine.MODEL_FILE, settings.db_path):
+    for f in (folder / versions.MODEL_FILE, settings.db_path):
         assert f.stat().st_mode & 0o777 == 0o600, f

@@ -1,7 +1,7 @@
-"""The bot's side of the `lm` package: synchronous model work, run on the pool's threads only.
+"""A channel's model versions: the held-out split, training a new version, and rewriting or
+removing the checkpoints on disk (a version folder holds one checkpoint: the channel's mix).
 
-Nothing here touches asyncio or SQL. Every function is safe to call from a worker thread on
-models that other threads also read, because models are never changed after `_ready`.
+Synchronous, run on the pool's threads only; nothing here touches asyncio or SQL.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 import lm
 from bot.errors import UserError
+from bot.serving import load_model, part, ready
 from lm.models import Mix, NGram
-from lm.models.recurrent import NATIVE_MAX_BATCH
 from lm.vocab import encode_messages
 
 log = logging.getLogger(__name__)
@@ -36,36 +33,15 @@ MIN_VAL_SYMBOLS = 200  # held-out text needed to fit mixture weights and compare
 
 
 @dataclass(frozen=True)
-class BaseModels:
-    """The shipped models every channel starts from, loaded once; `notes` explain fallbacks."""
-
-    answer: Any
-    rnn: Any | None
-    ngram: Any | None
-    uniform: Any
-    notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ChannelModels:
-    """What answers in one channel: a trained version, or the base models. Never mutated."""
-
-    answer: Any
-    rnn: Any | None
-    model_id: int | None  # the store's row id of the version; None = base model
-    label: str
-    nbytes: int = 0  # memory held beyond the shared base models
-    note: str = ""  # why a fallback happened, shown by !model
-
-
-@dataclass(frozen=True)
 class TrainOutcome:
     """A finished training: the candidate model and whether it beat the old one."""
 
-    model: Any | None  # the new mix; None when cancelled
+    model: lm.LanguageModel | None  # the new mix; None when cancelled
     bpc_before: float | None  # held-out bits/char of the old answering model
     bpc_after: float | None  # ... and of the new one
-    rnn_result: Any  # lm.TrainResult of the recurrent part
+    rnn_result: lm.TrainResult  # of the recurrent part
     history: list[tuple[int, float, float]] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
@@ -84,60 +60,7 @@ class TrainOutcome:
                 and (self.bpc_before is None or self.bpc_after < self.bpc_before))
 
 
-def set_threads(n: int) -> None:
-    """Set torch's intra-op threads for the process (0 leaves torch's default)."""
-    if n > 0:
-        torch.set_num_threads(n)
-
-
-def _ready(model: Any) -> Any:
-    """Put a model in eval mode and do its lazy set-up now, before other threads share it."""
-    model.eval()
-    lm.score(model, "warm up")
-    return model
-
-
-def load_model(name: str) -> Any:
-    """Load a model by name or path, ready to share; raises lm.LmError with a clear message."""
-    return _ready(lm.load(name))
-
-
-def _try_load(name: str, what: str, notes: list[str]) -> Any | None:
-    try:
-        return load_model(name)
-    except lm.LmError as err:
-        log.warning("cannot load the %s %r: %s", what, name, err)
-        notes.append(f"the {what} {name!r} could not be loaded ({err})")
-        return None
-
-
-def part(model: Any, which: str) -> Any | None:
-    """The "rnn" or "ngram" part of a mix (None if it has none, or is not a mix)."""
-    if model.kind != "mix":
-        return None
-    try:
-        return lm.component(model, which)
-    except lm.LmError:
-        return None
-
-
-def load_base(answer: str, rnn: str, ngram: str) -> BaseModels:
-    """Load the shipped models; a missing one falls back (to uniform at worst) and says so.
-
-    An empty `rnn` or `ngram` name means "that part of the `answer` mix".
-    """
-    notes: list[str] = []
-    uniform = load_model("uniform")
-    base = _try_load(answer, "base model", notes)
-    base_rnn = _try_load(rnn, "base RNN", notes) if rnn else base and part(base, "rnn")
-    base_ngram = _try_load(ngram, "base n-gram", notes) if ngram else base and part(base, "ngram")
-    if base is None:
-        base = base_rnn if base_rnn is not None else uniform
-        notes.append(f"answering with {'the base RNN' if base_rnn is not None else 'uniform'}")
-    return BaseModels(base, base_rnn, base_ngram, uniform, tuple(notes))
-
-
-def load_version(folder: Path) -> tuple[Any, Any]:
+def load_version(folder: Path) -> tuple[lm.LanguageModel, lm.LanguageModel]:
     """A channel version's mix and its recurrent part; lm.CheckpointError if unreadable."""
     mix = load_model(str(folder / MODEL_FILE))
     rnn = part(mix, "rnn")
@@ -146,12 +69,12 @@ def load_version(folder: Path) -> tuple[Any, Any]:
     return mix, rnn
 
 
-def count_ngram(texts: list[str]) -> Any | None:
+def count_ngram(texts: list[str]) -> lm.LanguageModel | None:
     """A channel n-gram counted from its corpus; None when the corpus is too small."""
     if corpus_symbols(texts) < lm.MIN_TRAIN_CHARS:
         return None
     try:
-        return _ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
+        return ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
     except lm.LmError as err:  # a corpus lm still finds too small: use the base n-gram
         log.info("no channel n-gram: %s", err)
         return None
@@ -160,40 +83,6 @@ def count_ngram(texts: list[str]) -> Any | None:
 def corpus_symbols(texts: list[str]) -> int:
     """Symbols the models see: UTF-8 bytes plus one end-of-message symbol per message."""
     return sum(len(t.encode("utf-8")) + 1 for t in texts)
-
-
-def generate_many(requests: list[tuple[Any, Any, str]]) -> list[list[str]]:
-    """(model, config, prefix) requests that share one model, sampled in batched passes of at
-    most NATIVE_MAX_BATCH samples, the compiled GRU kernel's largest batch (lm.sample_many):
-    each gets the text it would get alone."""
-    model, out = requests[0][0], []
-    chunk: list[tuple[Any, str]] = []
-    for _, config, prefix in requests:
-        if chunk and sum(c.n for c, _ in chunk) + config.n > NATIVE_MAX_BATCH:
-            out += lm.sample_many(model, chunk)
-            chunk = []
-        chunk.append((config, prefix))
-    return out + lm.sample_many(model, chunk)
-
-
-def score_models(models: dict[str, Any], text: str) -> dict[str, Any]:
-    """lm.Score of `text` (end of message included) under each named model."""
-    return score_models_many([(models, text)])[0]
-
-
-def score_models_many(requests: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
-    """score_models for several requests at once: the texts that one model scores (the shared
-    base RNN, say) go through it in one batched pass (lm.score_many)."""
-    jobs: dict[int, tuple[Any, list[tuple[int, str, str]]]] = {}  # id(model) -> model, uses
-    for i, (models, text) in enumerate(requests):
-        for name, model in models.items():
-            jobs.setdefault(id(model), (model, []))[1].append((i, name, text))
-    out: list[dict[str, Any]] = [{} for _ in requests]
-    for model, uses in jobs.values():
-        for (i, name, _), score in zip(uses, lm.score_many(model, [t for _, _, t in uses]),
-                                       strict=True):
-            out[i][name] = score
-    return [{name: out[i][name] for name in models} for i, (models, _) in enumerate(requests)]
 
 
 def holdout_split(texts: list[str], val_max_chars: int) -> tuple[list[str], list[str]]:
@@ -220,50 +109,63 @@ def holdout_split(texts: list[str], val_max_chars: int) -> tuple[list[str], list
     return train, val
 
 
-def bits_per_char(model: Any, units: list[str]) -> float:
+def bits_per_char(model: lm.LanguageModel, units: list[str]) -> float:
     """Held-out bits per character (end-of-message symbols included) over messages."""
     scores = [lm.score(model, u) for u in units]
     chars = sum(s.chars for s in scores)
     return sum(s.bits for s in scores) / max(chars, 1)
 
 
-def train_channel(texts: list[str], init: Any | None, old_answer: Any, config: Any,
-                  progress: Callable[[Any], None], cancel: threading.Event,
-                  val_max_chars: int, save_to: Path, summary: dict[str, Any]) -> TrainOutcome:
-    """Fine-tune the channel RNN, refit its n-gram, mix them, and compare with `old_answer`.
+@dataclass(frozen=True)
+class ChannelTraining:
+    """What one channel training needs, apart from its progress callback and cancel flag."""
 
-    `config` is an lm.TrainConfig for the recurrent part (its kind and size are ignored when
-    `init` is given). When the new mix is better on held-out text it is saved in `save_to`
-    (a new folder) with `summary` and the metrics; otherwise nothing is written.
+    texts: tuple[str, ...]  # the channel's corpus, one message each
+    init: lm.LanguageModel | None  # the recurrent model to fine-tune; None trains from scratch
+    old_answer: lm.LanguageModel  # what answers now: the new mix must beat it to be adopted
+    config: lm.TrainConfig  # of the recurrent part (kind and size ignored when `init` is set)
+    val_max_chars: int  # most held-out characters
+    save_to: Path  # a new version folder, written only when the new mix is adopted
+    summary: dict[str, Any]  # recorded in the checkpoint with the training's metrics
+
+
+def train_channel(job: ChannelTraining, progress: Callable[[lm.Progress], None],
+                  cancel: threading.Event) -> TrainOutcome:
+    """Fine-tune the channel RNN, refit its n-gram, mix them, and compare with the old answer.
+
+    When the new mix is better on held-out text it is saved in `job.save_to` with the summary
+    and the metrics; otherwise nothing is written.
     """
     t0 = time.monotonic()
-    train, val = holdout_split(texts, val_max_chars)
+    train, val = holdout_split(list(job.texts), job.val_max_chars)
     if corpus_symbols(train) < lm.MIN_TRAIN_CHARS or not val:
-        raise UserError(f"the corpus is too small to train on: {sum(map(len, texts))} "
+        raise UserError(f"the corpus is too small to train on: {sum(map(len, job.texts))} "
                         f"characters; it needs at least about "
                         f"{math.ceil(lm.MIN_TRAIN_CHARS * VAL_EVERY / (VAL_EVERY - 1))}")
     # Lanes of at least three windows each: small channel corpora get fewer, longer lanes,
     # so each pass over them takes several steps.
-    lanes = max(1, min(config.batch, corpus_symbols(train) // (3 * config.bptt)))
-    config = dataclasses.replace(config, batch=lanes)
-    rnn_res = lm.train(train, config, init=init, progress=progress, cancel=cancel)
+    lanes = max(1, min(job.config.batch, corpus_symbols(train) // (3 * job.config.bptt)))
+    config = dataclasses.replace(job.config, batch=lanes)
+    rnn_res = lm.train(train, config, init=job.init, progress=progress, cancel=cancel)
     if rnn_res.cancelled or cancel.is_set():
         return TrainOutcome(None, None, None, rnn_res, rnn_res.history, True,
                             time.monotonic() - t0)
     ngram = lm.train(train, lm.TrainConfig(kind="ngram")).model
-    mix = _ready(lm.fit_mix([rnn_res.model, ngram], val))
-    before = bits_per_char(old_answer, val)
+    mix = ready(lm.fit_mix([rnn_res.model, ngram], val))
+    before = bits_per_char(job.old_answer, val)
     after = bits_per_char(mix, val)
     out = TrainOutcome(mix, before, after, rnn_res, rnn_res.history, False,
                        time.monotonic() - t0)
     if out.adopted and not cancel.is_set():  # a `!forget` now must not find this on disk
-        private_dirs(save_to.parent)
-        save_to.mkdir(mode=0o700, exist_ok=False)
-        lm.save(mix, save_to / MODEL_FILE, summary={**summary, **out.metrics()})
+        private_dirs(job.save_to.parent)
+        job.save_to.mkdir(mode=0o700, exist_ok=False)
+        lm.save(mix, job.save_to / MODEL_FILE, summary={**job.summary, **out.metrics()})
     return out
 
 
 @dataclass(frozen=True)
+
+
 class Scrubbed:
     """What `scrub_versions` did to one channel's checkpoint folder."""
 
@@ -316,7 +218,7 @@ def scrub_versions(channel_dir: Path, keep: set[str], texts: list[str],
     return Scrubbed(rewritten, deleted, orphans)
 
 
-def _recounted(model: Any, recount: Callable[[NGram], NGram]) -> Any:
+def _recounted(model: lm.LanguageModel, recount: Callable[[NGram], NGram]) -> lm.LanguageModel:
     """`model` with every n-gram in it replaced by `recount(n-gram)`; other parts shared."""
     if isinstance(model, NGram):
         return recount(model)
@@ -364,41 +266,3 @@ def remove_orphans(checkpoint_dir: Path, recorded: set[str]) -> list[str]:
         names = remove_unlisted(channel_dir, keep.get(channel_dir.name, set()))
         gone += [f"{channel_dir.name}/{n}" for n in names]
     return gone
-
-
-def model_nbytes(model: Any) -> int:
-    """Memory a model holds, in bytes: parameters, buffers and the inference tables its modules
-    cache (numpy arrays and tensors, inside tuples and dataclasses too: an n-gram's count tables
-    and hash index, a GRU's kernel copies), each block of memory counted once."""
-    if model is None:
-        return 0
-    seen: set[int] = set()
-    total = 0
-    for module in model.modules():
-        for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
-            total += _held_bytes(t, seen)
-        total += sum(_held_bytes(v, seen) for v in vars(module).values())
-    return total
-
-
-def _held_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
-    """Bytes of the arrays in `value` not yet in `seen` (their memory addresses), which grows."""
-    if isinstance(value, torch.Tensor):
-        storage = value.untyped_storage()
-        key, size = storage.data_ptr(), storage.nbytes()
-    elif isinstance(value, np.ndarray):
-        root = value
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        key, size = root.ctypes.data, root.nbytes
-    elif depth < 4 and isinstance(value, tuple | list):
-        return sum(_held_bytes(v, seen, depth + 1) for v in value)
-    elif depth < 4 and hasattr(value, "__dataclass_fields__"):
-        return sum(_held_bytes(getattr(value, f), seen, depth + 1)
-                   for f in value.__dataclass_fields__)
-    else:
-        return 0
-    if size == 0 or key in seen:
-        return 0
-    seen.add(key)
-    return size

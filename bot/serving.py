@@ -1,0 +1,194 @@
+"""Serving a channel: loading the models that answer, sampling and scoring with them.
+
+Synchronous model work, run on the pool's threads only; nothing here touches asyncio or SQL.
+Every function is safe to call from a worker thread on models that other threads also read,
+because a model is made ready (`ready`) before it is shared and never changed after.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import lm
+from bot import plots
+from lm.models.recurrent import NATIVE_MAX_BATCH
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+
+
+class BaseModels:
+    """The shipped models every channel starts from, loaded once; `notes` explain fallbacks."""
+
+    answer: lm.LanguageModel
+    rnn: lm.LanguageModel | None
+    ngram: lm.LanguageModel | None
+    uniform: lm.LanguageModel
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+
+
+class ChannelModels:
+    """What answers in one channel: a trained version, or the base models. Never mutated."""
+
+    answer: lm.LanguageModel
+    rnn: lm.LanguageModel | None
+    model_id: int | None  # the store's row id of the version; None = base model
+    label: str
+    nbytes: int = 0  # memory held beyond the shared base models
+    note: str = ""  # why a fallback happened, shown by !model
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op threads for the process (0 leaves torch's default)."""
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def ready(model: lm.LanguageModel) -> lm.LanguageModel:
+    """Put a model in eval mode and do its lazy set-up now, before other threads share it."""
+    model.eval()
+    lm.score(model, "warm up")
+    return model
+
+
+def load_model(name: str) -> lm.LanguageModel:
+    """Load a model by name or path, ready to share; raises lm.LmError with a clear message."""
+    return ready(lm.load(name))
+
+
+def _try_load(name: str, what: str, notes: list[str]) -> lm.LanguageModel | None:
+    try:
+        return load_model(name)
+    except lm.LmError as err:
+        log.warning("cannot load the %s %r: %s", what, name, err)
+        notes.append(f"the {what} {name!r} could not be loaded ({err})")
+        return None
+
+
+def part(model: lm.LanguageModel, which: str) -> lm.LanguageModel | None:
+    """The "rnn" or "ngram" part of a mix (None if it has none, or is not a mix)."""
+    if model.kind != "mix":
+        return None
+    try:
+        return lm.component(model, which)
+    except lm.LmError:
+        return None
+
+
+def load_base(answer: str, rnn: str, ngram: str) -> BaseModels:
+    """Load the shipped models; a missing one falls back (to uniform at worst) and says so.
+
+    An empty `rnn` or `ngram` name means "that part of the `answer` mix".
+    """
+    notes: list[str] = []
+    uniform = load_model("uniform")
+    base = _try_load(answer, "base model", notes)
+    base_rnn = _try_load(rnn, "base RNN", notes) if rnn else base and part(base, "rnn")
+    base_ngram = _try_load(ngram, "base n-gram", notes) if ngram else base and part(base, "ngram")
+    if base is None:
+        base = base_rnn if base_rnn is not None else uniform
+        notes.append(f"answering with {'the base RNN' if base_rnn is not None else 'uniform'}")
+    return BaseModels(base, base_rnn, base_ngram, uniform, tuple(notes))
+
+
+def generate_many(requests: list[tuple[lm.LanguageModel, lm.SampleConfig, str]],
+                  ) -> list[list[str]]:
+    """(model, config, prefix) requests that share one model, sampled in batched passes of at
+    most NATIVE_MAX_BATCH samples, the compiled GRU kernel's largest batch (lm.sample_many):
+    each gets the text it would get alone."""
+    model, out = requests[0][0], []
+    chunk: list[tuple[Any, str]] = []
+    for _, config, prefix in requests:
+        if chunk and sum(c.n for c, _ in chunk) + config.n > NATIVE_MAX_BATCH:
+            out += lm.sample_many(model, chunk)
+            chunk = []
+        chunk.append((config, prefix))
+    return out + lm.sample_many(model, chunk)
+
+
+def score_models(models: dict[str, lm.LanguageModel], text: str) -> dict[str, lm.Score]:
+    """lm.Score of `text` (end of message included) under each named model."""
+    return score_models_many([(models, text)])[0]
+
+
+def score_models_many(requests: list[tuple[dict[str, lm.LanguageModel], str]],
+                      ) -> list[dict[str, lm.Score]]:
+    """score_models for several requests at once: the texts that one model scores (the shared
+    base RNN, say) go through it in one batched pass (lm.score_many)."""
+    jobs: dict[int, tuple[Any, list[tuple[int, str, str]]]] = {}  # id(model) -> model, uses
+    for i, (models, text) in enumerate(requests):
+        for name, model in models.items():
+            jobs.setdefault(id(model), (model, []))[1].append((i, name, text))
+    out: list[dict[str, Any]] = [{} for _ in requests]
+    for model, uses in jobs.values():
+        for (i, name, _), score in zip(uses, lm.score_many(model, [t for _, _, t in uses]),
+                                       strict=True):
+            out[i][name] = score
+    return [{name: out[i][name] for name in models} for i, (models, _) in enumerate(requests)]
+
+
+def prob_job(requests: list[tuple[dict[str, lm.LanguageModel], str]]) -> list[Any]:
+    """The scores of several `!prob` (shared models in one pass) and their pictures (PNG bytes).
+
+    If the batch fails, each request is tried alone, so one bad text fails only its own."""
+    try:
+        results: list[Any] = score_models_many(requests)
+    except lm.LmError:
+        results = []
+        for models, text in requests:
+            try:
+                results.append(score_models(models, text))
+            except lm.LmError as err:
+                results.append(err)
+    return [scores if isinstance(scores, Exception) else
+            (scores, plots.surprisal_strip({k: [(c.char, c.bits) for c in s.per_char]
+                                            for k, s in scores.items()}))
+            for scores in results]
+
+
+def model_nbytes(model: lm.LanguageModel | None) -> int:
+    """Memory a model holds, in bytes: parameters, buffers and the inference tables its modules
+    cache (numpy arrays and tensors, inside tuples and dataclasses too: an n-gram's count tables
+    and hash index, a GRU's kernel copies), each block of memory counted once."""
+    if model is None:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    for module in model.modules():
+        for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+            total += _held_bytes(t, seen)
+        total += sum(_held_bytes(v, seen) for v in vars(module).values())
+    return total
+
+
+def _held_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
+    """Bytes of the arrays in `value` not yet in `seen` (their memory addresses), which grows."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        key, size = storage.data_ptr(), storage.nbytes()
+    elif isinstance(value, np.ndarray):
+        root = value
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        key, size = root.ctypes.data, root.nbytes
+    elif depth < 4 and isinstance(value, tuple | list):
+        return sum(_held_bytes(v, seen, depth + 1) for v in value)
+    elif depth < 4 and hasattr(value, "__dataclass_fields__"):
+        return sum(_held_bytes(getattr(value, f), seen, depth + 1)
+                   for f in value.__dataclass_fields__)
+    else:
+        return 0
+    if size == 0 or key in seen:
+        return 0
+    seen.add(key)
+    return size
