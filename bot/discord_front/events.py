@@ -23,7 +23,8 @@ from bot.discord_front.convert import (
 from bot.discord_front.errors import report
 from bot.discord_front.importer import import_history
 from bot.discord_front.render import ChannelResponder
-from bot.messages import Reply, Responder, Sent
+from bot.messages import Reply, Responder
+from bot.parsing import split_command
 
 if TYPE_CHECKING:
     from bot.discord_front.client import BabbleBot
@@ -32,20 +33,11 @@ log = logging.getLogger(__name__)
 
 IMPORT_DEFAULT = 1000  # messages read by a bare !import
 IMPORT_MAX = 10_000  # the most one !import may read
-IMPORT_USAGE = "import [N] — read this channel's last N messages, threads included (moderators)"
-IMPORT_HELP = (f"!import [N] (moderators)\nReads the last N messages of this channel and its "
-               f"threads (default {IMPORT_DEFAULT:,}, at most {IMPORT_MAX:,}) into its corpus; "
-               "running it again adds only what is missing.")
+IMPORT_USAGE = "import [N]"  # in the core's help, which every front shares
+IMPORT_HELP = (f"moderators: read this channel's last N messages and its threads (default "
+               f"{IMPORT_DEFAULT:,}, at most {IMPORT_MAX:,}) into its corpus; running it again "
+               "adds only what is missing")
 _ORDINARY = (discord.MessageType.default, discord.MessageType.reply)
-
-
-def command_of(text: str, prefix: str) -> tuple[str, str] | None:
-    """(name, args) of a prefix command, lower-cased name; None for ordinary text. The name
-    ends at any whitespace (`!learn` then a newline then text is `learn`)."""
-    if not text.startswith(prefix):
-        return None
-    name, *args = text[len(prefix) :].strip().split(maxsplit=1)[:2] or [""]
-    return (name.lower(), args[0].strip() if args else "") if name else None
 
 
 def addressed(text: str, bot_id: int, prefix: str) -> str | None:
@@ -68,26 +60,13 @@ def import_limit(args: str) -> int:
     return n
 
 
-class HelpResponder:
-    """Adds the Discord-only `!import` to the core's command list."""
-
-    def __init__(self, inner: Responder, prefix: str) -> None:
-        self.inner = inner
-        self.prefix = prefix
-
-    async def send(self, reply: Reply) -> Sent:
-        """Send the reply, with the `!import` line after a full command list."""
-        if reply.text.startswith("commands:"):
-            reply = Reply(f"{reply.text}\n{self.prefix}{IMPORT_USAGE}", reply.files, reply.private)
-        return await self.inner.send(reply)
-
-
 class MessagesCog(commands.Cog):
     """Every message to the core, plus `!import`, which needs Discord's history."""
 
     def __init__(self, bot: BabbleBot) -> None:
         self.bot = bot
         self.importing: set[int] = set()  # channel ids with an import running
+        bot.core.add_help(IMPORT_USAGE, IMPORT_HELP)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -105,18 +84,12 @@ class MessagesCog(commands.Cog):
         me = self.bot.user
         text = (addressed(message.content, me.id, settings.command_prefix) if me else None) \
             or message.content
-        command = command_of(text, settings.command_prefix)
+        command = split_command(text, settings.command_prefix)
         admit = self.bot.core.admit  # the front's own answers count against cooldowns too
         if command is not None and command[0] == "import":
             if await admit(incoming(message, settings), responder):
                 await self.run_import(message, command[1], responder)
             return
-        if command is not None and command[0] == "help":
-            if command[1].lower().removeprefix(settings.command_prefix) == "import":
-                if await admit(incoming(message, settings), responder):
-                    await responder.send(Reply(IMPORT_HELP))
-                return
-            responder = HelpResponder(responder, settings.command_prefix)
         attachments = ()
         if command is not None and command[0] == "learn" and message.attachments:
             attachments, refused = await read_attachments(

@@ -54,14 +54,9 @@ class ImportStats:
         return text
 
 
-def wanted(message: discord.Message, prefix: str) -> bool:
-    """Ordinary human text: no bots, system messages, empty messages or commands."""
-    return (
-        not message.author.bot
-        and message.type in _ORDINARY
-        and bool(message.content.strip())
-        and not message.content.startswith(prefix)
-    )
+def wanted(message: discord.Message) -> bool:
+    """Human text: no bots, system messages or empty messages (the core skips commands)."""
+    return not message.author.bot and message.type in _ORDINARY and bool(message.content.strip())
 
 
 async def _threads(channel: discord.TextChannel | discord.ForumChannel) -> list[discord.Thread]:
@@ -122,7 +117,7 @@ async def import_history(
     async for message, new_thread in _messages(channel, limit):
         stats.read += 1
         stats.threads += new_thread
-        if wanted(message, settings.command_prefix):
+        if wanted(message):
             batch.append(incoming(message, settings))
         if len(batch) >= BATCH or stats.read % BATCH == 0:
             await flush()

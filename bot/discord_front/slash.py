@@ -25,7 +25,7 @@ from bot.discord_front.convert import (
     read_attachments,
     skipped_text,
 )
-from bot.discord_front.events import IMPORT_HELP, IMPORT_MAX, HelpResponder
+from bot.discord_front.events import IMPORT_MAX
 from bot.discord_front.render import NO_MENTIONS, InteractionResponder
 from bot.messages import Attachment, Incoming, Reply
 from bot.settings import Settings
@@ -81,14 +81,13 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     Minutes = app_commands.Range[float, 0.1, s.train_max_minutes]
 
     async def run(interaction: discord.Interaction, name: str, args: str,
-                  attachments: tuple[Attachment, ...] = (), wrap_help: bool = False) -> None:
+                  attachments: tuple[Attachment, ...] = ()) -> None:
         responder = InteractionResponder(interaction)
         deferral = asyncio.create_task(responder.defer_after(DEFER_AFTER_S))
         text = f"{s.command_prefix}{name} {args}".strip()
         msg = slash_incoming(interaction, s, text, attachments)
-        target = HelpResponder(responder, "/") if wrap_help else responder
         try:
-            await bot.core.run_command(msg, name, args, target)
+            await bot.core.run_command(msg, name, args, responder)
         finally:
             await responder.stop_deferral(deferral)
         if not responder.answered:
@@ -196,10 +195,7 @@ def slash_commands(bot: "BabbleBot") -> list[app_commands.Command]:
     @app_commands.command(name="help", description="What the bot can do")
     @app_commands.describe(command="One command to explain")
     async def help_(interaction: discord.Interaction, command: CommandName | None = None) -> None:
-        if command == "import":
-            await interaction.response.send_message(IMPORT_HELP, allowed_mentions=NO_MENTIONS)
-            return
-        await run(interaction, "help", command or "", wrap_help=not command)
+        await run(interaction, "help", command or "")
 
     @app_commands.command(name="import", description="Moderators: read this channel's history")
     @moderators

@@ -18,6 +18,7 @@ class FakeCore:
 
     handled: list[Incoming] = field(default_factory=list)
     commands: list[tuple[str, str]] = field(default_factory=list)
+    help: list[str] = field(default_factory=list)  # usages the front added to the core's help
     deleted: list[tuple[str, str]] = field(default_factory=list)
     edited: list[tuple[str, str, str]] = field(default_factory=list)
     imported: list[Incoming] = field(default_factory=list)
@@ -32,6 +33,9 @@ class FakeCore:
 
     async def admit(self, msg: Incoming, responder: Responder) -> bool:
         return True
+
+    def add_help(self, usage: str, text: str) -> None:
+        self.help.append(usage)
 
     async def front_state(self, key: str) -> str | None:
         return self.state.get(key)

@@ -13,6 +13,7 @@ import pytest
 import simcord
 
 from bot.core import Core
+from bot.parsing import split_command
 from bot.settings import Settings
 from tests.discord.world import World
 
@@ -78,11 +79,11 @@ async def test_help_lists_import_too(world: World) -> None:
     assert "!babble" in world.general.last_message.content
     assert "!import [N]" in world.general.last_message.content
     result = await world.alice.slash(world.general, "help")
-    assert "/import [N]" in result.response.content and result.response.ephemeral
+    assert "!import [N]" in result.response.content and result.response.ephemeral
     result = await world.alice.slash(world.general, "help", command="prob")
     assert result.response.content.startswith("!prob <sentence>")
     await world.alice.send(world.general, "!help import")
-    assert world.general.last_message.content.startswith("!import [N] (moderators)")
+    assert world.general.last_message.content.startswith("!import [N]\nmoderators: read")
 
 
 async def test_learn_corpus_forget(world: World, core: Core,
@@ -241,10 +242,10 @@ async def test_a_mention_runs_a_command(world: World) -> None:
 
 
 def test_a_command_name_ends_at_any_whitespace() -> None:
-    from bot.discord_front.events import addressed, command_of
-    assert command_of("!learn\nThou art", "!") == ("learn", "Thou art")
-    assert command_of("!LEARN\tx y", "!") == ("learn", "x y")
-    assert command_of("!", "!") is None and command_of("hello", "!") is None
+    from bot.discord_front.events import addressed
+    assert split_command("!learn\nThou art", "!") == ("learn", "Thou art")
+    assert split_command("!LEARN\tx y", "!") == ("learn", "x y")
+    assert split_command("!", "!") is None and split_command("hello", "!") is None
     assert addressed("<@42> prob To be", 42, "!") == "!prob To be"
     assert addressed("<@!42>", 42, "!") == "!babble"
     assert addressed("<@43> hi", 42, "!") is None

@@ -23,11 +23,11 @@ def seed_history(world: World) -> dict[str, list[int]]:
     def say(channel: int, author: int, text: str) -> int:
         return backend.create_message(channel, author, text, broadcast=False).id
 
-    ids = {"people": [], "thread": [], "archived": [], "skipped": []}
+    ids = {"people": [], "thread": [], "archived": [], "skipped": [], "command": []}
     for i in range(5):
         ids["people"].append(say(general, world.alice.id, f"hello number {i}"))
     ids["skipped"].append(say(general, robot.id, "beep, I am a bot"))
-    ids["skipped"].append(say(general, world.alice.id, "!babble"))
+    ids["command"].append(say(general, world.alice.id, "!babble"))  # the core skips it
     active = backend.create_thread(general, "active thread", world.alice.id)
     archived = backend.create_thread(general, "old thread", world.alice.id, broadcast=False)
     for i in range(3):
@@ -46,12 +46,14 @@ async def test_moderator_imports_channel_and_threads(world: World, core: FakeCor
     await mod.send(world.general, "!import")
 
     stored = {int(m.message_id) for m in core.imported}
-    assert stored == set(ids["people"] + ids["thread"] + ids["archived"])
+    text = {int(m.message_id) for m in core.imported if not m.text.startswith("!")}
+    assert text == set(ids["people"] + ids["thread"] + ids["archived"])
+    assert set(ids["command"]) < stored  # commands go to the core, which skips them
     assert {m.channel_id for m in core.imported} == {str(world.general.id)}  # threads: parent's
     assert not any(m.author_is_bot for m in core.imported)
     progress = world.bot_replies()[-1]
     assert progress.content.startswith("Import finished: read ")
-    assert "(2 threads), 11 new in the corpus." in progress.content
+    assert f"(2 threads), {len(stored)} new in the corpus." in progress.content
     assert "remove theirs with `!forget me`" in progress.content  # they saw no listening notice
     assert progress.edited_at is not None  # one message, edited in place
 
@@ -63,9 +65,10 @@ async def test_import_budget_counts_threads_too(world: World, core: FakeCore) ->
         "Managers", permissions=discord.Permissions(manage_messages=True)))
     await manager.send(world.general, "!import 12")
     assert "read 12 of up to 12 messages" in world.bot_replies()[-1].content
-    # The channel holds 10 (5 from people; a bot's, a command, the thread notice, the !import
-    # and its progress message are skipped); the remaining 2 of the budget go to a thread.
-    assert len(core.imported) == 5 + 2
+    # The channel holds 10 (5 from people and 2 commands, which go to the core, which skips them;
+    # a bot's, the thread notice and the progress message are not handed over); the remaining 2
+    # of the budget go to a thread.
+    assert len(core.imported) == 5 + 2 + 2
 
 
 async def test_import_refused_to_non_moderators(world: World, core: FakeCore) -> None:
@@ -91,4 +94,5 @@ async def test_slash_import(world: World, core: FakeCore) -> None:
         "Babble Mods", permissions=discord.Permissions(manage_messages=True)))
     result = await mod.slash(world.general, "import", count=50)
     assert result.response.content.startswith("Import finished")
-    assert len(core.imported) == len(ids["people"] + ids["thread"] + ids["archived"])
+    assert len(core.imported) == len(ids["people"] + ids["thread"] + ids["archived"]
+                                     + ids["command"])
