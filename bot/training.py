@@ -118,7 +118,7 @@ class Trainer:
                      minutes: float) -> None:
         epoch = self._corpus_epoch.get(channel.id, 0)
         texts = await self._store.corpus_texts(channel.id)
-        need = lm.MIN_TRAIN_CHARS
+        need = versions.MIN_CORPUS_SYMBOLS
         if versions.corpus_symbols(texts) < need:
             raise UserError(f"this channel's corpus is too small to train on: "
                             f"{sum(map(len, texts)):,} characters; it needs at least about "

@@ -30,6 +30,9 @@ MODEL_FILE = "model.pt"  # a version folder holds one checkpoint: the channel's 
 VAL_EVERY = 10  # about one unit in VAL_EVERY is held out to decide adoption
 MIN_UNITS = 20  # fewer messages than this are cut into lines, then pieces, for the split
 MIN_VAL_SYMBOLS = 200  # held-out text needed to fit mixture weights and compare models
+# The smallest corpus a channel can train on, in symbols: what is left after about one unit in
+# VAL_EVERY is held out must still reach lm's minimum. `!train` checks it before starting.
+MIN_CORPUS_SYMBOLS = math.ceil(lm.MIN_TRAIN_CHARS * VAL_EVERY / (VAL_EVERY - 1))
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,8 @@ def train_channel(job: ChannelTraining, progress: Callable[[lm.Progress], None],
     t0 = time.monotonic()
     train, val = holdout_split(list(job.texts), job.val_max_chars)
     if corpus_symbols(train) < lm.MIN_TRAIN_CHARS or not val:
-        raise UserError(f"the corpus is too small to train on: {sum(map(len, job.texts))} "
-                        f"characters; it needs at least about "
-                        f"{math.ceil(lm.MIN_TRAIN_CHARS * VAL_EVERY / (VAL_EVERY - 1))}")
+        raise UserError(f"the corpus is too small to train on: {sum(map(len, job.texts)):,} "
+                        f"characters; it needs at least about {MIN_CORPUS_SYMBOLS:,}")
     # Lanes of at least three windows each: small channel corpora get fewer, longer lanes,
     # so each pass over them takes several steps.
     lanes = max(1, min(job.config.batch, corpus_symbols(train) // (3 * job.config.bptt)))

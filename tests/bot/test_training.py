@@ -72,7 +72,8 @@ async def test_worse_model_is_refused_and_the_old_one_stays(core: Core,
 
 
 async def test_tiny_or_empty_corpus_says_the_minimum(core: Core) -> None:
-    assert "it needs at least about 2,000" in await reply_of(core, "!train")
+    need = f"it needs at least about {versions.MIN_CORPUS_SYMBOLS:,}"
+    assert need in await reply_of(core, "!train")
     await say(core, "!learn only a few words")
     text = await reply_of(core, "!train")
     assert "too small to train on: 16 characters" in text
