@@ -1,10 +1,10 @@
-"""`python -m bot`: the console chat without DISCORD_TOKEN (or with --console), else Discord."""
+"""`python -m bot`: Slack when both Slack tokens are set, Discord with DISCORD_TOKEN, else the
+console chat; --console, --discord or --slack (or BOT_FRONT) choose."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bot.errors import SettingsError, StoreError
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, load_settings, with_db
 
 log = logging.getLogger("bot")
 
@@ -21,11 +21,17 @@ log = logging.getLogger("bot")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments; settings themselves come from the environment and `.env`."""
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
-    parser.add_argument("--console", action="store_true",
-                        help="chat in the terminal even when DISCORD_TOKEN is set")
+    fronts = parser.add_mutually_exclusive_group()
+    fronts.add_argument("--console", action="store_true",
+                        help="chat in the terminal even when a platform's tokens are set")
+    fronts.add_argument("--discord", action="store_true", help="run the Discord front")
+    fronts.add_argument("--slack", action="store_true", help="run the Slack front")
     parser.add_argument("--channel", default="console",
                         help="console channel name (each has its own corpus and model)")
-    parser.add_argument("--db", type=Path, help="database file (overrides BOT_DB)")
+    parser.add_argument("--db", help="database file or postgresql:// URL (overrides BOT_DB)")
+    parser.add_argument("--train-worker", action="store_true",
+                        help="no chat: take queued trainings from the PostgreSQL database in "
+                             "BOT_DB (on TRAIN_DEVICE) until stopped")
     parser.add_argument("--sync", action="store_true",
                         help="register Discord's slash commands now, then exit (a start "
                              "registers them only when they changed)")
@@ -102,22 +108,68 @@ def run_discord(settings: Settings, sync_only: bool = False) -> int:
     return 0
 
 
+def choose_front(args: argparse.Namespace, settings: Settings) -> str:
+    """console, discord or slack: the flag, else BOT_FRONT, else the one whose tokens are set."""
+    for front in ("console", "discord", "slack"):
+        if getattr(args, front, False):
+            return front
+    if settings.front != "auto":
+        return settings.front
+    slack = (bool(settings.slack_bot_token.strip()), bool(settings.slack_app_token.strip()))
+    if any(slack) and not all(slack):
+        have, lack = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN") if slack[0] else \
+            ("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
+        raise SettingsError(f"{have} is set but {lack} is not: the Slack front needs both "
+                            "(docs/slack.md), --console chats without them")
+    if all(slack) and settings.discord_token:
+        raise SettingsError("both DISCORD_TOKEN and the Slack tokens are set: choose with "
+                            "--discord or --slack (or BOT_FRONT)")
+    return "slack" if all(slack) else "discord" if settings.discord_token else "console"
+
+
+def run_slack(settings: Settings) -> int:
+    """Hand over to the Slack front, if its libraries are installed."""
+    try:
+        import bot.slack_front as front
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in ("slack_bolt", "slack_sdk", "aiohttp"):
+            print("error: the Slack front needs the slack extra: pip install -e '.[slack]'",
+                  file=sys.stderr)
+            return 2
+        raise
+    front.run(settings)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user and start-up errors print one line and return a non-zero status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate"]:  # `python -m bot migrate --from FILE --to URL`
+        from bot.migrate import main as migrate
+
+        return migrate(argv[1:])
     args = parse_args(argv)
     try:
         settings = load_settings(args.env_file)
         if args.db is not None:
-            settings = dataclasses.replace(settings, db_path=args.db)
-        check_db_path(settings.db_path)
+            settings = with_db(settings, args.db)
+        if not settings.db_url:
+            check_db_path(settings.db_path)
         logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.train_worker:
+            from bot.train_worker import run_worker
+
+            return asyncio.run(run_worker(settings))
         if args.sync:
             if not settings.discord_token:
                 raise SettingsError("--sync registers Discord's slash commands: set "
                                     "DISCORD_TOKEN first")
             return run_discord(settings, sync_only=True)
-        if settings.discord_token and not args.console:
+        front = choose_front(args, settings)
+        if front == "slack":
+            return run_slack(settings)
+        if front == "discord":
             return run_discord(settings)
         return asyncio.run(run_console(settings, args.channel))
     except (SettingsError, StoreError) as err:

@@ -4,6 +4,10 @@ Loaded versions and counted n-grams live in one LRU cache (`pool.ModelCache`) un
 cap. Keys carry the active version's id, so a training, rollback or forget that changes the
 active version is never answered from a stale entry. A checkpoint that cannot be read falls back
 to the base model, is logged, and the fallback is reported by `!model`.
+
+With PostgreSQL, versions are read from the database's `checkpoints` rows, and other processes
+change what a channel answers with: the store's events (`on_event`) drop the channel's entries,
+so a rewritten or forgotten model is never answered from this process's cache.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lm
-from bot import serving, versions
+from bot import serving, version_bytes, versions
 from bot.cooldown import Clock
 from bot.pool import ModelCache, WorkerPool
 from bot.serving import BaseModels, ChannelModels
@@ -75,8 +79,7 @@ class ChannelModelSource:
 
     async def _load(self, row: ModelRow) -> ChannelModels:
         try:
-            mix, rnn = await self._pool.run(versions.load_version,
-                                            self.settings.checkpoint_dir / row.path)
+            mix, rnn = await self._read(row)
         except lm.LmError as err:
             log.error("channel model v%d (%s) cannot be loaded, using the base model: %s",
                       row.version, row.path, err)
@@ -86,6 +89,27 @@ class ChannelModelSource:
                                  note)
         return ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
                              serving.model_nbytes(mix))
+
+    async def _read(self, row: ModelRow) -> tuple[Any, Any]:
+        """A version's mix and RNN, from its folder or (PostgreSQL) its database row."""
+        if not self._store.shared:
+            return await self._pool.run(versions.load_version,
+                                        self.settings.checkpoint_dir / row.path)
+        data = await self._store.checkpoint(row.id)
+        if data is None:
+            raise lm.CheckpointError(f"v{row.version} has no stored checkpoint (it was "
+                                     "unreadable when a forget rewrote it)")
+        return await self._pool.run(version_bytes.load_bytes, data)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """A process changed a channel: drop what this one cached of it (`reset`: of all)."""
+        kind, channel = event.get("kind"), event.get("channel")
+        if kind == "reset":
+            self.cache.drop_where(lambda key: True)
+        elif kind == "corpus" and isinstance(channel, int):  # text left: recount the n-gram
+            self.forget(channel, "ngram")
+        elif kind in ("version", "forget") and isinstance(channel, int):
+            self.forget(channel)
 
     def adopt(self, channel: ChannelRow, row: ModelRow, mix: Any) -> None:
         """Swap in a freshly trained version (the old entry is dropped, never changed)."""

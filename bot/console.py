@@ -101,6 +101,11 @@ class ConsoleFront:
         self.user = getpass.getuser()
         self._files = 0
 
+    @property
+    def max_chars(self) -> int:
+        """The longest reply the core sends here: REPLY_MAX_CHARS."""
+        return self.core.settings.reply_max_chars
+
     async def send(self, reply: Reply) -> _Printed:
         """The Responder of every console message: print the reply."""
         self.show(reply)

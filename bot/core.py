@@ -25,12 +25,12 @@ from bot.commands import CHIME_GAP_S, Context, Services, build_commands
 from bot.cooldown import Clock, Cooldowns
 from bot.corpus import Corpus
 from bot.errors import Busy, CooldownError, StoreError, UserError
-from bot.messages import Attachment, Incoming, Reply, ReplyFile, Responder, Sent
+from bot.messages import Attachment, Incoming, Reply, ReplyFile, Responder, Sent, reply_limit
 from bot.parsing import parse_options, split_command
 from bot.pool import WorkerPool
 from bot.safety import safe_text
 from bot.settings import Settings
-from bot.store import ChannelRow, Store
+from bot.store import ChannelRow, open_store
 from bot.training import Trainer
 
 __all__ = ["Attachment", "Core", "Incoming", "Reply", "ReplyFile", "Responder", "Sent"]
@@ -90,7 +90,7 @@ class Core:
         Raises StoreError (e.g. the database is locked by another process) with a clear message.
         """
         serving.set_threads(settings.torch_threads)
-        store = await Store.open(settings.db_path, settings.db_busy_timeout_s)
+        store = await open_store(settings)  # SQLite, or PostgreSQL for a postgresql:// BOT_DB
         pool = WorkerPool(settings.sample_workers, settings.queue_limit,
                           settings.train_queue_limit)
         try:
@@ -99,13 +99,19 @@ class Core:
             await pool.close()
             await store.close()
             raise
-        orphans = versions.remove_orphans(settings.checkpoint_dir, await store.model_paths())
-        if orphans:
-            log.warning("removed %d checkpoint folder(s) no version records (left by a crash): "
-                        "%s", len(orphans), ", ".join(orphans[:5]))
+        if not store.shared:  # in PostgreSQL a version's checkpoint is a row: no folders
+            orphans = versions.remove_orphans(settings.checkpoint_dir, await store.model_paths())
+            if orphans:
+                log.warning("removed %d checkpoint folder(s) no version records (left by a "
+                            "crash): %s", len(orphans), ", ".join(orphans[:5]))
         corpus = Corpus(store, settings)
         await corpus.start()
-        trainer = Trainer(settings, pool, store, models)
+        if store.shared:  # trainings are jobs any worker of the deployment takes
+            from bot.jobs import open_trainer
+
+            trainer: Any = await open_trainer(settings, pool, store, models, corpus)
+        else:
+            trainer = Trainer(settings, pool, store, models)
         services = Services(settings, store, pool, corpus, models, trainer,
                             build_commands(settings), [])
         cooldowns = Cooldowns(settings.cooldown_user_rate, settings.cooldown_user_per,
@@ -115,7 +121,7 @@ class Core:
             log.warning("base model: %s", note)
         # What exists now (imported modules, the base models) lives as long as the process:
         # moved out of the cyclic collector's reach, so its full collections stay short (one
-        # took 0.13 s in the middle of a burst of commands before this).
+        # took 0.13 s in the middle of a burst of commands otherwise).
         gc.freeze()
         return cls(services, cooldowns)
 
@@ -284,14 +290,15 @@ class Core:
             raise UserError(f"unknown command {p}{name[:30]}; `{p}help` lists the commands")
         text, options = parse_options(name, args, command.options)
         channel = await svc.store.channel(msg.platform, msg.channel_id)
-        safe = _SafeResponder(responder, self.settings.reply_max_chars)
+        safe = _SafeResponder(responder, reply_limit(responder, self.settings.reply_max_chars))
         return await command.run(Context(svc, msg, safe, channel, text, options))
 
     async def _send(self, responder: Responder, reply: Reply) -> None:
         if not reply.text.strip() and not reply.files:
             return
         try:
-            await _SafeResponder(responder, self.settings.reply_max_chars).send(reply)
+            limit = reply_limit(responder, self.settings.reply_max_chars)
+            await _SafeResponder(responder, limit).send(reply)
         except Exception:  # a channel we cannot send in: log, keep serving others
             log.exception("could not send a reply")
 

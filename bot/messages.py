@@ -66,6 +66,16 @@ class Sent(Protocol):
 
 
 class Responder(Protocol):
-    """Given by the front for one incoming message: sends replies into the same channel."""
+    """Given by the front for one incoming message: sends replies into the same channel.
+
+    A responder may state `max_chars`, its platform's longest message in characters (Discord
+    2,000, Slack SLACK_REPLY_MAX_CHARS); the core fits every text to it (`reply_limit`).
+    """
 
     async def send(self, reply: Reply) -> Sent: ...
+
+
+def reply_limit(responder: Responder, default: int) -> int:
+    """The most characters a reply through `responder` may have: its own `max_chars`, else
+    `default` (REPLY_MAX_CHARS)."""
+    return getattr(responder, "max_chars", None) or default

@@ -2,8 +2,9 @@
 
 Mentions are neutralised by a zero-width space after the trigger character, so the text still
 reads the same but no platform parses it as `@everyone`, `@here`, `<@id>`, `<@!id>`, `<@&id>`,
-`<#id>` (Discord) or `<!channel>` / `<@U...>` (Slack). Fronts add their own guard on top
-(Discord's `allowed_mentions`, Slack's escaping).
+`<#id>` (Discord) or `<!channel>`, `<!here>`, `<!everyone>`, `<!subteam^...>`, `<@U...>`,
+`<#C...>` (Slack). Fronts add their own guard on top: Discord's `allowed_mentions`, and on Slack
+`slack_escape`, which leaves no `<` for Slack to read as markup at all.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ def neutralise_mentions(text: str) -> str:
     """Break every mention syntax with a zero-width space; visible text is unchanged."""
     text = _MASS.sub("@" + ZWSP, text)
     return _ANGLE.sub("<" + ZWSP, text)
+
+
+def slack_escape(text: str) -> str:
+    """Text for Slack's mrkdwn, shown as written: `&`, `<` and `>` escaped as Slack asks, so
+    nothing in it becomes a mention, a channel or user group reference, or a disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def printable(text: str) -> str:

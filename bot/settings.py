@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ class Settings:
 
     # Where things live.
     db_path: Path = Path("data/bot.db")
+    # BOT_DB as a postgresql:// URL (many processes share it); secret: it may hold a password.
+    db_url: str = field(default="", repr=False)
     checkpoint_dir: Path = Path("data/channels")
     plots_dir: Path = Path("out/plots")
     # The shipped models: a name lm.load knows, or a checkpoint path.
@@ -61,6 +64,9 @@ class Settings:
     train_hidden: int = 256
     train_eval_every: int = 25
     train_val_max_chars: int = 20_000
+    train_device: str = "cpu"  # "cuda" or "cuda:N" trains on a GPU
+    train_here: bool = True  # PostgreSQL: this process also takes training jobs
+    train_lease_s: float = 30.0  # a training job's claim lasts this long without a heartbeat
     progress_edit_s: float = 2.0
     keep_versions: int = 5
     removal_grace_days: float = 7.0  # a removed server's or deleted channel's data is kept
@@ -77,6 +83,13 @@ class Settings:
     discord_slash_only: bool = False  # no Message Content intent: slash commands only
     shard_count: int = 0
     shard_ids: tuple[int, ...] = ()
+    # Slack front (Socket Mode): both tokens set start it. Secrets: kept out of repr and logs.
+    slack_bot_token: str = field(default="", repr=False)  # xoxb-…: the Web API
+    slack_app_token: str = field(default="", repr=False)  # xapp-…: opens Socket Mode
+    slack_api_url: str = "https://slack.com/api/"  # tests point it at a fake on loopback
+    slack_moderator_group: str = ""  # a user group (id or handle) whose members moderate
+    slack_reply_max_chars: int = 4000
+    front: str = "auto"  # which front `python -m bot` runs; its flags win
 
     def without_cooldowns(self) -> Settings:
         """A copy with both cooldowns off (the console has one local user)."""
@@ -85,7 +98,8 @@ class Settings:
 
 # (environment name, field, what it means), in the order of `.env.example`.
 ENV_TABLE: tuple[tuple[str, str, str], ...] = (
-    ("BOT_DB", "db_path", "the SQLite database file"),
+    ("BOT_DB", "db_path",
+     "the SQLite database file, or a postgresql:// URL that many bot processes share"),
     ("BOT_CHECKPOINTS", "checkpoint_dir", "folder of channel model versions"),
     ("BOT_PLOTS_DIR", "plots_dir", "where the console front writes PNG pictures"),
     ("BASE_MODEL", "base_model", "answers where a channel has no model of its own"),
@@ -111,7 +125,9 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("MAX_PROB_CHARS", "max_prob_chars", "longest sentence !prob scores, in characters"),
     ("MAX_BABBLE_CHARS", "max_babble_chars", "largest --len of !babble and !continue"),
     ("MAX_BABBLE_N", "max_babble_n", "largest --n of !babble and !continue"),
-    ("REPLY_MAX_CHARS", "reply_max_chars", "the platform's message length limit"),
+    ("REPLY_MAX_CHARS", "reply_max_chars",
+     "longest reply on the console, in characters (Discord's is its own 2,000; Slack's "
+     "SLACK_REPLY_MAX_CHARS)"),
     ("TRAIN_MINUTES", "train_minutes", "default budget of !train, in minutes"),
     ("TRAIN_MAX_MINUTES", "train_max_minutes", "largest --minutes of !train"),
     ("TRAIN_MAX_STEPS", "train_max_steps", "also stop training after this many steps; 0 = no cap"),
@@ -119,6 +135,12 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("TRAIN_HIDDEN", "train_hidden", "its hidden size (fine-tunes keep the base's size)"),
     ("TRAIN_EVAL_EVERY", "train_eval_every", "training steps between validations (and progress)"),
     ("TRAIN_VAL_MAX_CHARS", "train_val_max_chars", "held-out text that decides adoption"),
+    ("TRAIN_DEVICE", "train_device", "where trainings run: cpu, cuda or cuda:N"),
+    ("TRAIN_HERE", "train_here",
+     "with PostgreSQL, 1: this bot process also takes queued trainings; 0: leave them to "
+     "`python -m bot --train-worker` processes"),
+    ("TRAIN_LEASE_S", "train_lease_s",
+     "with PostgreSQL, seconds a silent training worker keeps its job before another takes it"),
     ("PROGRESS_EDIT_S", "progress_edit_s", "least seconds between edits of a progress message"),
     ("KEEP_VERSIONS", "keep_versions", "model versions kept on disk per channel"),
     ("REMOVAL_GRACE_DAYS", "removal_grace_days",
@@ -136,6 +158,17 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
      "commands, no listening)"),
     ("SHARD_COUNT", "shard_count", "total Discord shards; 0 = let discord.py decide"),
     ("SHARD_IDS", "shard_ids", "comma-separated shard ids this process runs"),
+    ("SLACK_BOT_TOKEN", "slack_bot_token",
+     "the Slack app's Bot User OAuth Token, xoxb-… (secret, never logged)"),
+    ("SLACK_APP_TOKEN", "slack_app_token",
+     "its app-level token with connections:write, xapp-… (secret, never logged); both set: "
+     "Slack"),
+    ("SLACK_API_URL", "slack_api_url", "base URL of Slack's Web API (tests use a fake)"),
+    ("SLACK_MODERATOR_GROUP", "slack_moderator_group",
+     "a Slack user group (id S… or handle) whose members may moderate, besides admins"),
+    ("SLACK_REPLY_MAX_CHARS", "slack_reply_max_chars", "longest reply on Slack, in characters"),
+    ("BOT_FRONT", "front",
+     "which front runs: auto picks Slack or Discord by their tokens, else the console"),
 )
 ENV_NAMES: dict[str, str] = {env: name for env, name, _ in ENV_TABLE}
 
@@ -196,6 +229,7 @@ RANGES: dict[str, Range] = {
     "train_eval_every": Range(1, 1_000_000),
     "train_val_max_chars": Range(1, 100_000_000),
     "progress_edit_s": Range(0, 3600),
+    "train_lease_s": Range(1, 3600),
     "keep_versions": Range(1, 1000),
     "removal_grace_days": Range(0, 365),
     "ngram_refresh_s": Range(0, DAY_S),
@@ -204,8 +238,11 @@ RANGES: dict[str, Range] = {
     "db_busy_timeout_s": Range(0, 3600),
     "shard_count": Range(0, 100_000),
     "shard_ids": Range(0, 99_999),
+    # Escaped for Slack (`&` becomes `&amp;`), 8,000 characters stay within its 40,000.
+    "slack_reply_max_chars": Range(100, 8000),
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FRONTS = ("auto", "console", "discord", "slack")
 
 
 def _convert(env_name: str, name: str, raw: str) -> object:
@@ -244,11 +281,25 @@ def _check(settings: Settings) -> None:
     if settings.train_minutes > settings.train_max_minutes:
         raise SettingsError(f"setting TRAIN_MINUTES ({settings.train_minutes:g}) must not exceed "
                             f"TRAIN_MAX_MINUTES ({settings.train_max_minutes:g})")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", settings.train_device):
+        raise SettingsError(f"setting TRAIN_DEVICE must be {valid_text('train_device')}, got "
+                            f"{settings.train_device!r}")
     if not settings.command_prefix:
         raise SettingsError("setting COMMAND_PREFIX must not be empty")
     if settings.log_level.upper() not in LOG_LEVELS:
         raise SettingsError(f"setting LOG_LEVEL must be {valid_text('log_level')}, got "
                             f"{settings.log_level!r}")
+    _check_fronts(settings)
+
+
+def _check_fronts(settings: Settings) -> None:
+    """The front choice and the Slack URL (the tokens are checked by the front that uses them)."""
+    if settings.front not in FRONTS:
+        raise SettingsError(f"setting BOT_FRONT must be {valid_text('front')}, got "
+                            f"{settings.front!r}")
+    if not settings.slack_api_url.startswith(("https://", "http://")):
+        raise SettingsError(f"setting SLACK_API_URL must be {valid_text('slack_api_url')}, got "
+                            f"{settings.slack_api_url!r}")
 
 
 def load_settings(env_file: str | Path | None = ".env",
@@ -265,9 +316,24 @@ def load_settings(env_file: str | Path | None = ".env",
         environ = os.environ
     values = {name: _convert(env, name, environ[env])
               for env, name in ENV_NAMES.items() if environ.get(env, "").strip()}
+    if is_db_url(environ.get("BOT_DB", "")):  # a URL is no path: `Path` would fold its `//`
+        values["db_url"] = environ["BOT_DB"].strip()
+        del values["db_path"]
     settings = Settings(**values)
     _check(settings)
     return settings
+
+
+def is_db_url(target: str) -> bool:
+    """Whether BOT_DB (or --db) names a PostgreSQL server rather than an SQLite file."""
+    return target.strip().startswith(("postgresql://", "postgres://"))
+
+
+def with_db(settings: Settings, target: str) -> Settings:
+    """`settings` with the database `target` (a file path or a postgresql:// URL)."""
+    if is_db_url(target):
+        return dataclasses.replace(settings, db_url=target.strip())
+    return dataclasses.replace(settings, db_path=Path(target), db_url="")
 
 
 def valid_text(name: str) -> str:
@@ -276,12 +342,18 @@ def valid_text(name: str) -> str:
         return f"{RANGES[name]}, and at most TRAIN_MAX_MINUTES"
     if name in RANGES:
         return ("numbers " if isinstance(_FIELDS[name].default, tuple) else "") + str(RANGES[name])
+    if name == "db_path":
+        return "a path or a postgresql:// URL"
+    if name == "train_device":
+        return "cpu, cuda or cuda:N"
     if isinstance(_FIELDS[name].default, Path):
         return "a path"
     if isinstance(_FIELDS[name].default, bool):
         return "0 or 1"
     return {"log_level": " or ".join((", ".join(LOG_LEVELS[:-1]), LOG_LEVELS[-1])),
-            "command_prefix": "not empty"}.get(name, "any text")
+            "command_prefix": "not empty",
+            "front": " or ".join((", ".join(FRONTS[:-1]), FRONTS[-1])),
+            "slack_api_url": "an http:// or https:// URL"}.get(name, "any text")
 
 
 def _default_text(name: str) -> str:

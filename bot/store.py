@@ -24,67 +24,31 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from bot.errors import StoreError
+from bot.records import COLUMNS, TABLES, ChannelRow, CorpusStats, ModelRow, NewMessage
 from bot.schema import EVERYWHERE, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 __all__ = ["EVERYWHERE", "MIGRATIONS", "SCHEMA_VERSION", "ChannelRow", "CorpusStats",
-           "ModelRow", "NewMessage", "Store"]
+           "ModelRow", "NewMessage", "Store", "open_store"]
 
 
+async def open_store(settings: Settings) -> Any:
+    """The store `settings` name: PostgreSQL (`bot.pg_store.PgStore`) for a postgresql:// URL
+    in BOT_DB, else this module's SQLite `Store`. Both answer the same methods."""
+    if settings.db_url:
+        from bot.pg_store import PgStore  # asyncpg only where it is used
 
-@dataclass(frozen=True)
-class ChannelRow:
-    """A channel: its row id, platform key, and settings."""
-
-    id: int
-    platform: str
-    key: str
-    listening: bool
-    active_model: int | None
-    corpus_rev: int
-    reply_chance: float = 0.0  # of babbling after an ordinary message
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    """A piece of text to add to a channel's corpus."""
-
-    author_id: str
-    author_name: str
-    text: str
-    source: str  # "learn" | "file" | "listen" | "import"
-    platform_msg_id: str | None = None
-    part: int = 0
-    created_at: float | None = None  # seconds since the epoch; now when None
-
-
-@dataclass(frozen=True)
-class CorpusStats:
-    """Size of a channel's corpus."""
-
-    messages: int
-    chars: int
-    contributors: int
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    """One trained model version of a channel; `path` is the folder of its checkpoints."""
-
-    id: int
-    channel: int
-    version: int
-    path: str
-    kind: str
-    metrics: dict[str, Any]
-    created_at: float
+        return await PgStore.open(settings.db_url, settings.db_busy_timeout_s)
+    return await Store.open(settings.db_path, settings.db_busy_timeout_s)
 
 
 def _lock(path: Path) -> int:
@@ -131,6 +95,8 @@ def _channel(row: Sequence[Any]) -> ChannelRow:
 
 class Store:
     """Async access to the bot's database. Create with `await Store.open(path)`."""
+
+    shared = False  # one process owns the file; PgStore is shared by many processes
 
     def __init__(self, db: aiosqlite.Connection, path: Path, lock_fd: int) -> None:
         self._db = db
@@ -179,6 +145,26 @@ class Store:
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
+
+    def subscribe(self, callback: Any) -> None:
+        """Nothing to hear about: no other process writes this database (PgStore's hook)."""
+
+    async def counts(self) -> dict[str, int]:
+        """Rows in each table (what a migration to PostgreSQL must carry over)."""
+        return {t: (await self._one(f"SELECT COUNT(*) FROM {t}"))[0] for t in TABLES}
+
+    async def export_rows(self, table: str, batch: int = 5000) -> AsyncIterator[list[tuple]]:
+        """Every row of one of `records.TABLES` (its `records.COLUMNS`), in batches, oldest
+        first: what `python -m bot migrate` copies."""
+        cols = ", ".join(COLUMNS[table])
+        last = 0
+        while True:
+            rows = await self._all(f"SELECT rowid, {cols} FROM {table} WHERE rowid > ? "
+                                   "ORDER BY rowid LIMIT ?", (last, batch))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [tuple(r[1:]) for r in rows]
 
     async def truncate_wal(self, tries: int = 20, pause_s: float = 0.05) -> None:
         """Copy the WAL into the database and empty it, so deleted rows leave the `-wal` file

@@ -58,6 +58,16 @@ def channel_folder(channel: ChannelRow) -> str:
     return f"{channel.platform}-{slug}-{crc:08x}"
 
 
+def train_config(s: Settings, minutes: float) -> lm.TrainConfig:
+    """The lm.TrainConfig of a channel training with a budget of `minutes`, on TRAIN_DEVICE."""
+    # lm's fine-tuning settings (gentle learning rate, short warm-up, early stopping); kind
+    # and size matter only when a channel trains from scratch (no base RNN).
+    return lm.TrainConfig.finetune(
+        kind=s.train_kind, hidden=s.train_hidden, minutes=minutes,
+        max_steps=s.train_max_steps or None, eval_every=s.train_eval_every, seed=0,
+        device=s.train_device)
+
+
 def progress_text(job: TrainJob) -> str:
     """The progress message: percent of the budget, step, validation loss."""
     p = job.latest
@@ -66,6 +76,22 @@ def progress_text(job: TrainJob) -> str:
     val = "" if p.val_loss is None else f" · validation {p.val_loss / LN2:.3f} bits/symbol"
     return (f"training this channel's model (started by {job.started_by}): "
             f"{min(p.fraction, 1.0):.0%} · step {p.step}{val} · {p.seconds:.0f} s")
+
+
+def cancelled_text(by: str, out: TrainOutcome) -> str:
+    """The final text of a training stopped by `by` (who, in words)."""
+    return (f"training cancelled by {by} after {replies.count(out.rnn_result.steps, 'step')} "
+            f"({out.seconds:.0f} s); the model is unchanged")
+
+
+def result_text(out: TrainOutcome, version: int | None) -> str:
+    """The final text of a finished training; `version` the one adopted, None if refused."""
+    head = (f"training done in {out.seconds:.0f} s "
+            f"({replies.count(out.rnn_result.steps, 'step')}): held-out "
+            f"{out.bpc_before:.3f} → {out.bpc_after:.3f} bits/char")
+    if version is None:
+        return f"{head}. The new model is not better on held-out text, so the current one stays."
+    return f"{head}. Model v{version} answers here now (`!model rollback` goes back)."
 
 
 class Trainer:
@@ -85,14 +111,9 @@ class Trainer:
         self._scrubbing: dict[int, asyncio.Lock] = {}  # one rewrite of a channel at a time
         self.unscrubbed: set[int] = set()  # channels whose rewrite was refused as Busy
 
-    def config(self, minutes: float) -> Any:
+    def config(self, minutes: float) -> lm.TrainConfig:
         """The lm.TrainConfig of a channel training with a budget of `minutes`."""
-        s = self._settings
-        # lm's fine-tuning settings (gentle learning rate, short warm-up, early stopping); kind
-        # and size matter only when a channel trains from scratch (no base RNN).
-        return lm.TrainConfig.finetune(
-            kind=s.train_kind, hidden=s.train_hidden, minutes=minutes,
-            max_steps=s.train_max_steps or None, eval_every=s.train_eval_every, seed=0)
+        return train_config(self._settings, minutes)
 
     async def start(self, channel: ChannelRow, author: str, responder: Responder,
                     minutes: float) -> None:
@@ -220,27 +241,19 @@ class Trainer:
     async def _finish(self, job: TrainJob, out: TrainOutcome, rel: str,
                       summary: dict[str, Any]) -> Reply:
         """Adopt or refuse the trained model; the final text of the progress message."""
-        res = out.rnn_result
         if out.cancelled or job.cancel.is_set():
             if not out.cancelled:  # cancelled after training: what it may have saved must go
                 await self.tidy(job.channel)
-            return Reply(f"training cancelled by {job.stopped_by} after "
-                         f"{replies.count(res.steps, 'step')} "
-                         f"({out.seconds:.0f} s); the model is unchanged")
+            return Reply(cancelled_text(job.stopped_by, out))
         files = await self._curve(out)
-        steps = replies.count(res.steps, "step")
-        head = (f"training done in {out.seconds:.0f} s ({steps}): held-out "
-                f"{out.bpc_before:.3f} → {out.bpc_after:.3f} bits/char")
         if not out.adopted:
-            return Reply(f"{head}. The new model is not better on held-out text, so the "
-                         "current one stays.", files)
+            return Reply(result_text(out, None), files)
         row = await self._store.add_model(job.channel.id, rel, out.model.kind,
                                           {**summary, **out.metrics()})
         self._models.adopt(job.channel, row, out.model)
         await self._store.prune_models(job.channel.id, self._settings.keep_versions)
         await self.tidy(job.channel)
-        return Reply(f"{head}. Model v{row.version} answers here now (`!model rollback` goes "
-                     "back).", files)
+        return Reply(result_text(out, row.version), files)
 
     async def _curve(self, out: TrainOutcome) -> tuple[ReplyFile, ...]:
         try:

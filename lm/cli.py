@@ -1,28 +1,30 @@
-"""`python -m lm`: train, sample, score, eval, mix and info from the command line."""
+"""`python -m lm`: train, sample, score, eval, mix and info from the command line.
+
+`main(argv)` runs one command and turns user errors into one line on stderr; the parser is in
+`lm.cli_args`, the work in the library.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from lm.checkpoint import save, summary
+from lm.cli_args import build_parser
 from lm.errors import LmError
 from lm.hub import BASE_PATH, NAMES, load
 from lm.mixing import fit_mix
+from lm.models import GRADIENT, training_of
 from lm.models.mix import DEFAULT_EDGES
 from lm.sampling import SampleConfig, sample
 from lm.scoring import evaluate, score
-from lm.train import TrainConfig, train
+from lm.trainer import TrainConfig, train
 from lm.vocab import split_messages, split_messages_at
 
 log = logging.getLogger("lm")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
-        raise LmError(f"{self.prog}: {message}")
 
 
 def read_text(path: str) -> str:
@@ -36,14 +38,11 @@ def read_text(path: str) -> str:
         raise LmError(f"{path}: not valid UTF-8 (byte {e.start})") from e
 
 
-def _format(a: argparse.Namespace) -> str:
-    """The message format asked for: --format, or --lines (its older spelling)."""
-    return "lines" if a.lines else a.format
-
-
 def _formats(a: argparse.Namespace) -> list[str]:
-    """The message formats asked for where several may be: the text is read each way."""
-    return ["lines"] if a.lines else a.format
+    """The message formats asked for (--lines is short for --format lines)."""
+    if a.lines:
+        return ["lines"]
+    return a.format if isinstance(a.format, list) else [a.format]
 
 
 def _train_val(text: str, formats: list[str],
@@ -75,7 +74,8 @@ def cmd_train(a: argparse.Namespace) -> None:
                       max_steps=a.steps,
                       eval_every=a.eval_every, patience=a.patience, seed=a.seed,
                       device=a.device, precision=a.precision)
-    bar = tqdm(total=100, unit="%", disable=a.quiet or cfg.kind == "ngram")
+    kind = init.kind if init is not None else cfg.kind
+    bar = tqdm(total=100, unit="%", disable=a.quiet or training_of(kind) != GRADIENT)
 
     def progress(p) -> None:
         bar.update(round(p.fraction * 100) - bar.n)
@@ -92,13 +92,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     print(json.dumps({"out": a.out, **res.summary()}))
 
 
-def _sample_cfg(a: argparse.Namespace) -> SampleConfig:
-    return SampleConfig(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                        greedy=a.greedy, max_chars=a.max_chars, seed=a.seed, n=a.n)
-
-
 def cmd_sample(a: argparse.Namespace) -> None:
-    cfg = _sample_cfg(a)
+    cfg = SampleConfig(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                       greedy=a.greedy, max_chars=a.max_chars, seed=a.seed, n=a.n)
     cfg.validate()
     texts = sample(load(a.model), cfg, prefix=a.prefix)
     if a.json:
@@ -126,13 +122,18 @@ _READINGS = {"stream": "the file as one stream from a fresh start, no end symbol
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
-    fmt = _format(a)
-    ev = evaluate(load(a.model), read_text(a.file), split=fmt, lanes=a.lanes)
+    fmt = _formats(a)[0]
+    ev = evaluate(load(a.model), read_text(a.file), split=fmt, lanes=a.lanes, check=a.check)
     if a.json:
         print(json.dumps({**ev.to_dict(), "format": fmt}))
-    else:
-        print(f"{ev.nats_per_char:.4f} nats/char = {ev.bits_per_char:.4f} bits/char "
-              f"over {ev.chars} characters ({fmt}: {_READINGS[fmt]})")
+        return
+    print(f"{ev.nats_per_char:.4f} nats/char = {ev.bits_per_char:.4f} bits/char "
+          f"over {ev.chars} characters ({fmt}: {_READINGS[fmt]})")
+    if ev.lanes > 1:
+        measured = ("" if ev.lane_error is None else
+                    f"; on a sample, lanes added {ev.lane_error:+.4f} nats/char")
+        print(f"approximate: read in {ev.lanes} lanes, each from a fresh state after "
+              f"{a.warmup} symbols of warm-up{measured}")
 
 
 def cmd_mix(a: argparse.Namespace) -> None:
@@ -154,3 +155,26 @@ def cmd_info(a: argparse.Namespace) -> None:
         return
     path = BASE_PATH if a.model in NAMES else a.model  # base, base-rnn, base-ngram: one file
     print(json.dumps(summary(path), indent=2, default=str))
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval,
+            "mix": cmd_mix, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 on success, 2 on a user error (one line on stderr), 130 when
+    interrupted."""
+    try:
+        args = build_parser(COMMANDS).parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        args.func(args)
+    except LmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help has printed and exits
+        return e.code if isinstance(e.code, int) else 0
+    return 0

@@ -1,146 +1,93 @@
 /* CPU kernels for inference at batch sizes of a chat bot (a few sequences, one at a time).
  *
- * Built on first use by lm/native.py (cc -O3 -march=native) and called through ctypes, which
- * releases the GIL for the call. Every function is the same arithmetic as the torch path it
- * replaces, up to float summation order; lm/native.py documents the contract of each.
+ * Built with the package (setup.py: a plain shared library, loaded by lm/native.py through
+ * ctypes, which releases the GIL for each call). Every function is the same arithmetic as the
+ * torch or numpy path it replaces, up to float summation order; lm/native.py documents the
+ * contract of each. Compiled without -ffast-math: it would change the float mode of the whole
+ * process and turn overflowing gates into NaN where torch gives 0 or 1.
  *
- * Why: at batch 1 a GRU-512 step reads its 3 MB recurrent matrix once, which does not fit a
- * core's L2 cache. Kept in float16 (1.5 MB, converted exactly to float32 in registers) it does,
- * and the ~40 small torch calls a step costs in Python collapse into one call.
+ * The GRU kernel is built once per instruction set from native_gru.h (#pragma GCC target), so
+ * one binary runs on any x86-64 CPU at its best; cpu_kernels() says which copies this CPU can
+ * run. Functions that read symbol ids check them first and return KERNEL_BAD_ID rather than
+ * read outside their tables.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 typedef _Float16 half;
 
-static void log_softmax(float *x, int n) {
-    float mx = x[0];
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += expf(x[i] - mx);
-    float lse = mx + logf(s);
-    for (int i = 0; i < n; i++) x[i] -= lse;
-}
-
-/* y[0..n) += sum over r < 4 of a[r] * w[r * ld + j]: four half-precision rows at once, so y
- * is loaded and stored once per four rows. Explicit vector code where the CPU has it (gcc
- * does not vectorise the float16 conversion by itself), plain C elsewhere. */
-static inline void axpy4_h(float *restrict y, const float *a, const half *restrict w,
-                           int64_t ld, int64_t n) {
-    int64_t j = 0;
-#if defined(__AVX512F__)
-    __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]);
-    __m512 a2 = _mm512_set1_ps(a[2]), a3 = _mm512_set1_ps(a[3]);
-    for (; j + 16 <= n; j += 16) {
-        __m512 acc = _mm512_loadu_ps(y + j);
-        acc = _mm512_fmadd_ps(a0, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + j))), acc);
-        acc = _mm512_fmadd_ps(a1, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + ld + j))), acc);
-        acc = _mm512_fmadd_ps(a2, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + 2 * ld + j))), acc);
-        acc = _mm512_fmadd_ps(a3, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(w + 3 * ld + j))), acc);
-        _mm512_storeu_ps(y + j, acc);
-    }
-#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-    __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
-    __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
-    for (; j + 8 <= n; j += 8) {
-        __m256 acc = _mm256_loadu_ps(y + j);
-        acc = _mm256_fmadd_ps(a0, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + j))), acc);
-        acc = _mm256_fmadd_ps(a1, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + ld + j))), acc);
-        acc = _mm256_fmadd_ps(a2, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + 2 * ld + j))), acc);
-        acc = _mm256_fmadd_ps(a3, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(w + 3 * ld + j))), acc);
-        _mm256_storeu_ps(y + j, acc);
-    }
+#if defined(__GLIBC__) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* glibc's vector math library (libmvec, linked by setup.py) has expf, logf and log for every
+ * vector width, with the scalar functions' handling of overflow, infinities and NaN; math.h
+ * declares them only under -ffast-math, which this file must not use. Declared here, gcc
+ * vectorises the loops that call them (the gates, the softmaxes, the n-gram, the mixture). */
+float expf(float) __attribute__((simd("notinbranch")));
+float logf(float) __attribute__((simd("notinbranch")));
+double log(double) __attribute__((simd("notinbranch")));
+/* The plain-C kernels in one copy per vector width, the best chosen when the library loads
+ * (gcc function multiversioning; the GRU kernel has hand-written copies instead). */
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
 #endif
-    for (; j < n; j++)
-        y[j] += a[0] * (float)w[j] + a[1] * (float)w[ld + j] + a[2] * (float)w[2 * ld + j]
-                + a[3] * (float)w[3 * ld + j];
-}
 
-/* dst[0..n) = src[0..n) converted exactly from float16 (vector code: gcc leaves the plain
- * loop scalar). */
-static inline void to_float(float *restrict dst, const half *restrict src, int64_t n) {
-    int64_t j = 0;
-#if defined(__AVX512F__)
-    for (; j + 16 <= n; j += 16)
-        _mm512_storeu_ps(dst + j, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(src + j))));
-#elif defined(__AVX2__) && defined(__F16C__)
-    for (; j + 8 <= n; j += 8)
-        _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(src + j))));
+#define KERNEL_OK 0
+#define KERNEL_BAD_ID 1
+
+enum { ISA_GENERIC = 1, ISA_AVX2 = 2, ISA_AVX512 = 4 };
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HAVE_X86_COPIES 1
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,f16c")
+#define ISA(name) name##_avx512
+#define VEC 16
+#include "native_gru.h"
+#undef ISA
+#undef VEC
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#define ISA(name) name##_avx2
+#define VEC 8
+#include "native_gru.h"
+#undef ISA
+#undef VEC
+#pragma GCC pop_options
 #endif
-    for (; j < n; j++) dst[j] = (float)src[j];
-}
 
-/* axpy4_h for four float32 rows w[r * n + j] (converted from float16 into L1): the same
- * operations in the same order, so a batch computes exactly what one sequence alone does.
- * One sequence keeps axpy4_h, converting in registers: going through L1 as a batch does made
- * it 30% slower. */
-static inline void axpy4_f(float *restrict y, const float *a, const float *restrict w,
-                           int64_t n) {
-    int64_t j = 0;
-#if defined(__AVX512F__)
-    __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]);
-    __m512 a2 = _mm512_set1_ps(a[2]), a3 = _mm512_set1_ps(a[3]);
-    for (; j + 16 <= n; j += 16) {
-        __m512 acc = _mm512_loadu_ps(y + j);
-        acc = _mm512_fmadd_ps(a0, _mm512_loadu_ps(w + j), acc);
-        acc = _mm512_fmadd_ps(a1, _mm512_loadu_ps(w + n + j), acc);
-        acc = _mm512_fmadd_ps(a2, _mm512_loadu_ps(w + 2 * n + j), acc);
-        acc = _mm512_fmadd_ps(a3, _mm512_loadu_ps(w + 3 * n + j), acc);
-        _mm512_storeu_ps(y + j, acc);
-    }
-#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-    __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
-    __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
-    for (; j + 8 <= n; j += 8) {
-        __m256 acc = _mm256_loadu_ps(y + j);
-        acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(w + j), acc);
-        acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(w + n + j), acc);
-        acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(w + 2 * n + j), acc);
-        acc = _mm256_fmadd_ps(a3, _mm256_loadu_ps(w + 3 * n + j), acc);
-        _mm256_storeu_ps(y + j, acc);
-    }
+#define ISA(name) name##_generic
+#define VEC 0
+#include "native_gru.h"
+#undef ISA
+#undef VEC
+
+/* Which copies of the GRU kernel this CPU can run (ISA_* bits). */
+int64_t cpu_kernels(void) {
+    int64_t isas = ISA_GENERIC;
+#ifdef HAVE_X86_COPIES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        isas |= ISA_AVX2; /* every AVX2 CPU has F16C, which gcc cannot test by name */
+    if (__builtin_cpu_supports("avx512f")) isas |= ISA_AVX512;
 #endif
-    for (; j < n; j++)
-        y[j] += a[0] * w[j] + a[1] * w[n + j] + a[2] * w[2 * n + j] + a[3] * w[3 * n + j];
+    return isas;
 }
 
-/* ys[b] = bias + xs[b] @ w for B vectors (row strides ldx, ldy): each block of four weight rows
- * is converted to float32 once, into buf [4, n], and used by every vector while in L1. */
-static void matvec_h_batch(float *ys, int64_t ldy, const float *bias, const float *xs,
-                           int64_t ldx, const half *w, int64_t m, int64_t n, int64_t B,
-                           float *buf) {
-    for (int64_t b = 0; b < B; b++) memcpy(ys + b * ldy, bias, n * sizeof(float));
-    for (int64_t i = 0; i < m; i += 4) {
-        const half *wi = w + i * n;
-        to_float(buf, wi, 4 * n);
-        for (int64_t b = 0; b < B; b++) axpy4_f(ys + b * ldy, xs + b * ldx + i, buf, n);
-    }
+/* Whether every id[0..n) lies in [lo, hi). */
+static int ids_within(const int64_t *id, int64_t n, int64_t lo, int64_t hi) {
+    for (int64_t i = 0; i < n; i++)
+        if (id[i] < lo || id[i] >= hi) return 0;
+    return 1;
 }
 
-/* y[0..n) = bias + x[0..m) @ w[m, n] for half-precision w (m a multiple of 4). */
-static void matvec_h(float *restrict y, const float *bias, const float *x, const half *w,
-                     int64_t m, int64_t n) {
-    memcpy(y, bias, n * sizeof(float));
-    for (int64_t i = 0; i < m; i += 4) axpy4_h(y, x + i, w + i * n, n, n);
-}
-
-/* The gates of one GRU step: gh [3H] holds W_hh h + b_hh on entry (clobbered), x [3H] the
- * input projection; the state hb [H] is updated in place. */
-static void gru_gates(const float *x, float *gh, float *hb, int64_t H) {
-    for (int64_t j = 0; j < 2 * H; j++) gh[j] = 1.0f / (1.0f + expf(-(x[j] + gh[j])));
-    for (int64_t j = 0; j < H; j++) {  /* tanh(u) = 2 sigmoid(2u) - 1 */
-        float u = x[2 * H + j] + gh[j] * gh[2 * H + j];
-        float n = 2.0f / (1.0f + expf(-2.0f * u)) - 1.0f;
-        hb[j] = n + gh[H + j] * (hb[j] - n);
-    }
-}
-
-/* Single-layer GRU language model, B sequences of T steps, in PyTorch's gate order (r, z, n).
- *   ids  [B, T]   int64 symbols read
+/* Single-layer GRU language model, B sequences of T steps, in PyTorch's gate order (r, z, n),
+ * with the copy for instruction set `isa` (one ISA_* bit that cpu_kernels() reported).
+ *   ids  [B, T]   int64 symbols read, each in [0, V)
  *   gi   [V, 3H]  input projection of every symbol, input bias included (float32)
  *   whh  [H, 3H]  recurrent weights, transposed (float16); bhh [3H] (float32)
  *   wout [H, V]   output weights, transposed (float16); bout [V] (float32)
@@ -148,28 +95,26 @@ static void gru_gates(const float *x, float *gh, float *hb, int64_t H) {
  *   work [B * 3H + 4 * max(3H, V)] scratch
  *   logp [B, T, V] log-softmax output (float32), or NULL: then hs [B, T, H] receives the
  *                  state after each step instead, for the caller's batched output layer
+ * Returns KERNEL_BAD_ID, having changed nothing, when an id is out of range.
  */
-void gru_forward(int64_t B, int64_t T, int64_t H, int64_t V, const int64_t *ids,
-                 const float *gi, const half *whh, const float *bhh, const half *wout,
-                 const float *bout, float *h, float *work, float *logp, float *hs) {
-    const int64_t G = 3 * H;
-    float *buf = work + B * G; /* B > 1: four converted weight rows */
-    for (int64_t t = 0; t < T; t++) {
-        if (B == 1)
-            matvec_h(work, bhh, h, whh, H, G);
-        else
-            matvec_h_batch(work, G, bhh, h, H, whh, H, G, B, buf);
-        for (int64_t b = 0; b < B; b++) {
-            gru_gates(gi + ids[b * T + t] * G, work + b * G, h + b * H, H);
-            if (logp == NULL) memcpy(hs + (b * T + t) * H, h + b * H, H * sizeof(float));
-        }
-        if (logp == NULL) continue;
-        if (B == 1)
-            matvec_h(logp + t * V, bout, h, wout, H, V);
-        else
-            matvec_h_batch(logp + t * V, T * V, bout, h, H, wout, H, V, B, buf);
-        for (int64_t b = 0; b < B; b++) log_softmax(logp + (b * T + t) * V, V);
+int64_t gru_forward(int64_t isa, int64_t B, int64_t T, int64_t H, int64_t V, const int64_t *ids,
+                    const float *gi, const half *whh, const float *bhh, const half *wout,
+                    const float *bout, float *h, float *work, float *logp, float *hs) {
+    if (!ids_within(ids, B * T, 0, V)) return KERNEL_BAD_ID;
+#ifdef HAVE_X86_COPIES
+    if (isa == ISA_AVX512) {
+        gru_forward_avx512(B, T, H, V, ids, gi, whh, bhh, wout, bout, h, work, logp, hs);
+        return KERNEL_OK;
     }
+    if (isa == ISA_AVX2) {
+        gru_forward_avx2(B, T, H, V, ids, gi, whh, bhh, wout, bout, h, work, logp, hs);
+        return KERNEL_OK;
+    }
+#else
+    (void)isa; /* only the plain C copy exists here */
+#endif
+    gru_forward_generic(B, T, H, V, ids, gi, whh, bhh, wout, bout, h, work, logp, hs);
+    return KERNEL_OK;
 }
 
 /* Slot of `key` in an open-addressing table of 2^bits slots (Fibonacci hashing). */
@@ -200,16 +145,22 @@ static int64_t find(const int64_t *ctx, const int32_t *slots, int64_t bits, int6
 }
 
 /* Interpolated Kneser-Ney log-probabilities (see lm/models/ngram.py for the tables).
- *   full [B, order-1+T] int64: the carried context, then the T symbols read
+ *   full [B, order-1+T] int64: the carried context (each in [0, base)), then the T symbols
+ *        read (each in [0, V)); KERNEL_BAD_ID, with nothing written, for any other value
  *   logp [B, T, V] float32 output, V = 257; keys are packed in base `base` with lengths
  *   offset by len_offset, exactly as context_keys() packs them; slots [2^bits] is the index
  *   that ngram_index built from ctx.
  */
-void ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
-                   int64_t len_offset, const int64_t *full, int64_t bits, const int32_t *slots,
-                   const int64_t *ctx, const int64_t *start, const double *gamma,
-                   const int64_t *sym, const double *disc, double *work, float *logp) {
+CLONES
+int64_t ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
+                      int64_t len_offset, const int64_t *full, int64_t bits,
+                      const int32_t *slots, const int64_t *ctx, const int64_t *start,
+                      const double *gamma, const int64_t *sym, const double *disc, double *work,
+                      float *logp) {
     const int64_t k = order - 1, width = k + T;
+    for (int64_t b = 0; b < B; b++)
+        if (!ids_within(full + b * width, k, 0, base) || !ids_within(full + b * width + k, T, 0, V))
+            return KERNEL_BAD_ID;
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < T; t++) {
             const int64_t *end = full + b * width + k + t + 1; /* one past the context */
@@ -232,12 +183,15 @@ void ngram_forward(int64_t B, int64_t T, int64_t order, int64_t V, int64_t base,
             for (int64_t v = 0; v < V; v++) out[v] = (float)log(work[v] + w / V);
         }
     }
+    return KERNEL_OK;
 }
 
 /* Entropy-gated mixture of K components' log-probs lps [K, N, V] (float32) into out [N, V]:
  *   bucket = digits of each component's entropy bin (edges [E], bins E+1), most significant
  *   first; weights table [(E+1)^K, K] (float64). The arithmetic of Mix.forward, in float32
- *   as torch does it there; work [K, V] scratch. */
+ *   as torch does it there (the clamp at -1e4 keeps a NaN, as torch's clamp_min does); work
+ *   [K, V] scratch. */
+CLONES
 void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
                  const double *edges, const double *table, float *work, float *out) {
     for (int64_t n = 0; n < N; n++) {
@@ -247,7 +201,7 @@ void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
             float *p = work + c * V;
             for (int64_t v = 0; v < V; v++) p[v] = expf(lp[v]);
             float ent = 0.0f;
-            for (int64_t v = 0; v < V; v++) ent -= p[v] * fmaxf(lp[v], -1e4f);
+            for (int64_t v = 0; v < V; v++) ent -= p[v] * (lp[v] < -1e4f ? -1e4f : lp[v]);
             int64_t bin = 0;
             while (bin < E && edges[bin] < ent) bin++;
             bucket = bucket * (E + 1) + bin;
@@ -268,7 +222,7 @@ void mix_forward(int64_t K, int64_t N, int64_t V, const float *lps, int64_t E,
 /* One symbol drawn from log-probs logp [V] under the mask ok [V] (1 = allowed): from
  * softmax(logp / temperature) over the allowed symbols, by inverse CDF at u in [0, 1): the
  * first symbol whose cumulative weight exceeds u * total (the last symbol at most). The same
- * arithmetic as lm/sampling.py's numpy path; work [V] scratch. */
+ * arithmetic as lm/runners.py's numpy draw; work [V] scratch. */
 int64_t draw(int64_t V, const float *logp, const uint8_t *ok, double temperature, double u,
              double *work) {
     double mx = -1e300;

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lm import native
 from lm.errors import LmError
 from lm.models.base import LanguageModel
-from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE_ROWS, VOCAB_SIZE, decode, decoder_states, encode
+from lm.runners import drawer, runner
+from lm.vocab import BOUNDARY, LOG_MASK, NEXT_STATE_ROWS, decode, decoder_states, encode
 
 MAX_SAMPLE_CHARS = 10_000
 MAX_SAMPLES = 32
@@ -84,33 +84,30 @@ def _shown(x: object) -> str:
     return repr(float(x)) if isinstance(x, np.floating) else repr(x)
 
 
-def _pick(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> np.ndarray:
-    """One symbol per row from restricted log-probs [n, V] (illegal symbols are -inf)."""
-    if cfg.greedy:
-        return logits.argmax(axis=1)
-    z = logits / cfg.temperature if cfg.temperature != 1 else logits
-    if cfg.top_k is not None and cfg.top_k < z.shape[1]:
-        # exactly k symbols; ties go to the lower id, as argmax does, so top-k 1 == greedy
-        keep = np.argsort(-z, axis=1, kind="stable")[:, : cfg.top_k]
+def _filtered(logp: np.ndarray, ok: np.ndarray, cfg: SampleConfig) -> np.ndarray:
+    """Log-probs logp [V] with -inf for every symbol that greedy, top-k or top-p (nucleus)
+    filtering drops, among the allowed ones ok [V] (bool); the draw then weighs what is left
+    as it weighs every symbol in plain sampling."""
+    z = np.where(ok, logp.astype(np.float64), NEG_INF)
+    if cfg.greedy or (cfg.top_k is not None and cfg.top_k < len(z)):
+        # exactly k symbols (greedy: one); ties go to the lower id, so top-k 1 == greedy
+        keep = np.argsort(-z, kind="stable")[: 1 if cfg.greedy else cfg.top_k]
         kept = np.full_like(z, NEG_INF)
-        np.put_along_axis(kept, keep, np.take_along_axis(z, keep, axis=1), axis=1)
+        kept[keep] = z[keep]
         z = kept
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    if cfg.top_p is not None and cfg.top_p < 1:
-        order = np.argsort(-p, axis=1)
-        sp = np.take_along_axis(p, order, axis=1)
-        sp /= sp.sum(axis=1, keepdims=True)
-        sp[np.cumsum(sp, axis=1) - sp >= cfg.top_p] = 0.0  # keep the smallest set reaching p
-        p = np.zeros_like(p)
-        np.put_along_axis(p, order, sp, axis=1)
-    cum = p.cumsum(axis=1)
-    u = rng.random(len(p)) * cum[:, -1]
-    return np.minimum((cum <= u[:, None]).sum(axis=1), p.shape[1] - 1)
+    if cfg.top_p is not None and cfg.top_p < 1 and not cfg.greedy:
+        p = np.exp((z - z.max()) / cfg.temperature)
+        order = np.argsort(-p, kind="stable")
+        sp = p[order] / p.sum()
+        dropped = order[np.cumsum(sp) - sp >= cfg.top_p]  # keep the smallest set reaching p
+        z[dropped] = NEG_INF
+    return z.astype(np.float32)
 
 
-_ALLOWED = {end: np.ascontiguousarray(np.isfinite(m), dtype=np.uint8)
-            for end, m in ((True, LOG_ALLOWED), (False, _NO_END))}  # [states, V], 1 = legal
-_ALLOWED_AT = {end: m.ctypes.data for end, m in _ALLOWED.items()}  # for the compiled draw
+# Which symbols may come next in each UTF-8 decoder state: [2 * states, V] (1 = legal); the
+# second half forbids the end symbol too, for stop_at_end=False.
+_MASKS = np.ascontiguousarray(np.concatenate([np.isfinite(LOG_ALLOWED), np.isfinite(_NO_END)]),
+                              dtype=np.uint8)
 
 
 class _Row:
@@ -124,14 +121,12 @@ class _Row:
         self.out: list[int] = []
         self.chars = 0
         self.done = False
-        # the compiled draw serves plain temperature sampling; numpy (_pick) the rest
-        self.plain = not cfg.greedy and cfg.top_k is None and cfg.top_p is None
-        self.allowed = _ALLOWED_AT[cfg.stop_at_end]
-        self.log_allowed = LOG_ALLOWED if cfg.stop_at_end else _NO_END
+        self.filters = cfg.greedy or cfg.top_k is not None or cfg.top_p is not None
+        self.masks = 0 if cfg.stop_at_end else len(LOG_ALLOWED)  # first row of its masks
 
-    def next_symbol(self, logp: np.ndarray, i: int, kernel) -> int:
-        """The symbol this row feeds next: a prefix symbol, a draw from row i of logp, or (once
-        done) the end symbol as filler."""
+    def next_symbol(self, i: int, draw: _Draw) -> int:
+        """The symbol this row (row i of the batch) feeds next: a prefix symbol, a draw, or
+        (once done) the end symbol as filler."""
         if self.pos < len(self.prefix):
             s = self.prefix[self.pos]
             self.pos += 1
@@ -139,14 +134,12 @@ class _Row:
             return s
         if self.done:
             return BOUNDARY
-        if kernel is not None and self.plain:
-            addr, work = kernel[1], kernel[2]
-            s = kernel[0](VOCAB_SIZE, addr + i * VOCAB_SIZE * 4,
-                          self.allowed + self.dstate * VOCAB_SIZE,
-                          self.cfg.temperature, self.rng.random(), work)
+        mask = self.masks + self.dstate
+        if self.filters:
+            draw.filtered[i] = _filtered(draw.logp[i], _MASKS[mask] != 0, self.cfg)
+            s = draw.from_filtered(i, mask, self.cfg.temperature, self.rng.random())
         else:
-            row = logp[i : i + 1].astype(np.float64) + self.log_allowed[self.dstate]
-            s = int(_pick(row, self.cfg, self.rng)[0])
+            s = draw.from_logp(i, mask, self.cfg.temperature, self.rng.random())
         if s == BOUNDARY:
             self.done = True
             return s
@@ -156,6 +149,17 @@ class _Row:
             self.chars += 1
             self.done = self.chars >= self.cfg.max_chars
         return s
+
+
+class _Draw:
+    """The draw (lm.runners.drawer) bound to the batch's log-probs [B, V] and to a buffer of
+    filtered rows of the same shape."""
+
+    def __init__(self, logp: np.ndarray) -> None:
+        self.logp = logp
+        self.filtered = np.empty_like(logp)
+        self.from_logp = drawer(logp, _MASKS)
+        self.from_filtered = drawer(self.filtered, _MASKS)
 
 
 def sample(model: LanguageModel, cfg: SampleConfig, prefix: str = "") -> list[str]:
@@ -184,10 +188,8 @@ def sample_many(model: LanguageModel,
     dstate = decoder_states(start)[-1]
     for r in rows:
         r.pos, r.dstate = len(shared), dstate
-    lib = native.library()
-    work = np.empty(VOCAB_SIZE)
-    step = model.stepper(len(rows))  # its `out` [B, V] holds the log-probs after each feed
-    kernel = None if lib is None else (lib.draw, step.out.ctypes.data, work.ctypes.data)
+    step = runner(model).stepper(len(rows))  # its `out` [B, V]: log-probs after each feed
+    draw = _Draw(step.out)
     ids = np.zeros((len(rows), 1), dtype=np.int64)
     logp = step.feed(np.array([start] * len(rows), dtype=np.int64))
     # NaN weights give NaN from the first step, and a draw from NaN is symbol 0: refuse then
@@ -195,9 +197,9 @@ def sample_many(model: LanguageModel,
     if np.isnan(logp).any():
         raise LmError("the model gave NaN probabilities: its weights are not finite")
     while True:
-        ids[:, 0] = [r.next_symbol(logp, i, kernel) for i, r in enumerate(rows)]
+        ids[:, 0] = [r.next_symbol(i, draw) for i, r in enumerate(rows)]
         if all(r.done for r in rows):
             break
-        logp = step.feed(ids)
+        step.feed(ids)
     out = iter(decode(r.out) for r in rows)
     return [[next(out) for _ in range(cfg.n)] for cfg, _ in requests]

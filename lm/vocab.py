@@ -73,11 +73,6 @@ def encode(text: str) -> list[int]:
     return list(utf8(text))
 
 
-def encode_message(text: str) -> list[int]:
-    """A whole message: boundary, its bytes, boundary."""
-    return [BOUNDARY, *utf8(text), BOUNDARY]
-
-
 def encode_messages(messages: list[str]) -> list[int]:
     """Messages joined as one stream B m1 B m2 B ...: each boundary ends one and starts the next."""
     out = [BOUNDARY]

@@ -2,6 +2,7 @@
 
     python scripts/bench_bot.py             # the full run, with the shipped base model
     python scripts/bench_bot.py --quick     # a small run with a tiny model, to check it works
+    python scripts/bench_bot.py --pg        # part 2's burst: SQLite, then PostgreSQL (below)
 
 1. Event-loop lag (p50, p99, max), sampled every 10 ms while a channel fine-tune runs in the
    same process (target: p99 at most 50 ms).
@@ -10,6 +11,11 @@
    one training runs (target: p95 under 2 s without training).
 3. Memory: peak RSS with M channel models loaded through the LRU cache, against the cap.
 
+--pg runs only part 2's burst without training, twice in one run: in one process on SQLite,
+then split over two bot processes (each its own half of the channels, as two shards) on one
+PostgreSQL server, fired at the same moment; p95 over all N commands side by side. The server is
+--pg-url, or a throwaway one started like the tests' (tests/pg/server.py).
+
 Prints a report and writes JSON (--out). Everything lives in a temporary folder.
 """
 
@@ -17,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,7 +136,7 @@ async def bench_lag(core: Core, seconds: float, minutes: float) -> dict:
     return {**lag_summary(samples), "training_messages": sink.texts[-1:]}
 
 
-async def burst(core: Core, n: int, channels: int) -> dict:
+async def burst(core: Core, n: int, channels: int, prefix: str = "ch") -> dict:
     """Part 2: n commands from `channels` channels at once; latency in seconds."""
     async def one(i: int) -> tuple[float, str]:
         kind = i % 3
@@ -136,7 +144,7 @@ async def burst(core: Core, n: int, channels: int) -> dict:
                 else f"!prob {SENTENCES[i % 4]}")
         sink = Sink()
         t0 = time.perf_counter()
-        await core.handle(msg(f"ch{i % channels}", text, f"user{i}"), sink)
+        await core.handle(msg(f"{prefix}{i % channels}", text, f"user{i}"), sink)
         return time.perf_counter() - t0, sink.texts[0] if sink.texts else ""
 
     t0 = time.perf_counter()
@@ -147,25 +155,34 @@ async def burst(core: Core, n: int, channels: int) -> dict:
     slowed = sum(1 for _, t in results if t.startswith("slow down") or not t)
     return {"commands": n, "channels": channels, "busy": busy, "slowed": slowed, "wall_s": wall,
             "commands_per_s": n / wall, "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
-            "max_s": max(lat)}
+            "max_s": max(lat), "latencies_s": lat}
+
+
+async def prepare(core: Core, channels: int, prefix: str = "ch") -> None:
+    """Give each channel text (so !prob counts its own n-gram), then warm up: load models,
+    count n-grams."""
+    for c in range(channels):
+        await core.import_messages([msg(f"{prefix}{c}", line)
+                                    for line in corpus_lines(4000, c)])
+    await burst(core, channels, channels, prefix)
 
 
 async def bench_commands(core: Core, n: int, channels: int, minutes: float) -> dict:
     """Part 2 twice: without, then with, one training running."""
-    for c in range(channels):  # each channel has text, so !prob counts its own n-gram
-        await core.import_messages([msg(f"ch{c}", line) for line in corpus_lines(4000, c)])
-    await burst(core, channels, channels)  # warm-up: load models, count n-grams
+    await prepare(core, channels)
     # three bursts in a row: the first also pays one-off costs (a full garbage collection over
     # the models loaded so far, per-thread fonts, kernel tables for a batch of 8)
     runs = []
     for _ in range(3):  # each burst 10 commands a channel, one a user: within the cooldowns
         await asyncio.sleep(core.settings.cooldown_channel_per)
         runs.append(await burst(core, n, channels))
+        del runs[-1]["latencies_s"]  # the percentiles say it; the JSON stays short
     quiet = {**runs[0], "p95_runs_s": [r["p95_s"] for r in runs],
              "commands_per_s_runs": [r["commands_per_s"] for r in runs]}
     sink = await start_training(core, "cmd-train", minutes)
     await asyncio.sleep(core.settings.cooldown_channel_per)  # the training is going by then
     busy = await burst(core, n, channels)
+    del busy["latencies_s"]
     await core.handle(msg("cmd-train", "!train cancel"), Sink())
     await core.wait_trainings()
     return {"without_training": quiet, "with_training": busy,
@@ -204,8 +221,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict:
     base = tiny_base(folder) if args.quick else args.base
     # the defaults a user gets (cooldowns, queue limit), but for the folders, the base model
     # and the cache size that part 3 measures
-    settings = Settings(db_path=folder / "bench.db", checkpoint_dir=folder / "channels",
-                        plots_dir=folder / "plots", base_model=base, model_cache_mb=args.cache_mb)
+    settings = bench_settings(args, folder, base)
     out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "python": platform.python_version(), "torch": torch.__version__,
                              "torch_threads": torch.get_num_threads(),
@@ -224,6 +240,98 @@ async def run(args: argparse.Namespace, folder: Path) -> dict:
                                                args.train_minutes)
         out["lag"] = await bench_lag(core, args.lag_seconds, args.train_minutes)
     return out
+
+
+def bench_settings(args: argparse.Namespace, folder: Path, base: str) -> Settings:
+    """The defaults a user gets (cooldowns, queue limit), but for the folders, the base model
+    and the cache size that part 3 measures."""
+    return Settings(db_path=folder / "bench.db", checkpoint_dir=folder / "channels",
+                    plots_dir=folder / "plots", base_model=base, model_cache_mb=args.cache_mb)
+
+
+async def pg_child(args: argparse.Namespace, folder: Path) -> None:
+    """One of --pg's bot processes: its channels ready, then one burst per `go` line on stdin,
+    its latencies as a JSON line on stdout."""
+    settings = dataclasses.replace(bench_settings(args, folder, args.base),
+                                   db_url=args.pg_child, train_here=False)
+    prefix = f"p{args.part}-ch"
+    async with await Core.open(settings) as core:
+        await prepare(core, args.channels, prefix)
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+            print(json.dumps(await burst(core, args.commands, args.channels, prefix)),
+                  flush=True)
+
+
+def pg_bursts(args: argparse.Namespace, url: str, base: str, runs: int) -> list[dict]:
+    """--pg's two processes on `url`, each half the commands and channels, fired together."""
+    cmd = [sys.executable, __file__, "--pg-child", url, "--base", base,
+           "--commands", str(args.commands // 2), "--channels", str(args.channels // 2)]
+    kids = [subprocess.Popen([*cmd, "--part", str(k)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True) for k in range(2)]
+    try:
+        for kid in kids:
+            assert kid.stdout.readline().strip() == "ready", "a bot process did not start"
+        out = []
+        for _ in range(runs):  # within the cooldowns: a pause as long as theirs between bursts
+            time.sleep(Settings().cooldown_channel_per)
+            for kid in kids:
+                kid.stdin.write("go\n")
+                kid.stdin.flush()
+            halves = [json.loads(kid.stdout.readline()) for kid in kids]
+            lat = halves[0]["latencies_s"] + halves[1]["latencies_s"]
+            out.append({"commands": len(lat), "p50_s": pct(lat, 50), "p95_s": pct(lat, 95),
+                        "max_s": max(lat), "wall_s": max(h["wall_s"] for h in halves),
+                        "busy": sum(h["busy"] for h in halves)})
+        return out
+    finally:
+        for kid in kids:
+            kid.stdin.close()
+            kid.wait(60)
+
+
+async def sqlite_bursts(args: argparse.Namespace, folder: Path, base: str,
+                        runs: int) -> list[dict]:
+    """The same burst in one process on SQLite."""
+    async with await Core.open(bench_settings(args, folder, base)) as core:
+        await prepare(core, args.channels)
+        out = []
+        for _ in range(runs):
+            await asyncio.sleep(core.settings.cooldown_channel_per)
+            out.append(await burst(core, args.commands, args.channels))
+        return out
+
+
+def run_pg(args: argparse.Namespace, folder: Path) -> dict:
+    """--pg: the burst on SQLite (one process), then on PostgreSQL (two processes)."""
+    base = tiny_base(folder) if args.quick else args.base
+    lite = asyncio.run(sqlite_bursts(args, folder, base, 3))
+    server = None
+    if args.pg_url is None:
+        from tests.pg.server import PgServer
+
+        server = PgServer().start()
+    try:
+        url = args.pg_url or server.database()
+        pg = pg_bursts(args, url, base, 3)
+    finally:
+        if server is not None:
+            server.stop()
+    return {"sqlite_one_process": lite, "postgresql_two_processes": pg,
+            "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                      time.gmtime())}}
+
+
+def report_pg(r: dict) -> str:
+    lines = []
+    for name, runs in (("SQLite, one process", r["sqlite_one_process"]),
+                       ("PostgreSQL, two processes", r["postgresql_two_processes"])):
+        lines.append(f"{runs[0]['commands']} commands, {name}: p95 "
+                     + ", ".join(f"{x['p95_s']:.2f}" for x in runs) + " s (three bursts); "
+                     f"p50 {runs[-1]['p50_s']:.2f} s, max {runs[-1]['max_s']:.2f} s, busy "
+                     f"{sum(x['busy'] for x in runs)}")
+    return "\n".join(lines)
 
 
 def report(r: dict) -> str:
@@ -262,14 +370,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lag-seconds", type=float, default=30.0)
     parser.add_argument("--train-minutes", type=float, default=2.0)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--pg", action="store_true",
+                        help="only the burst: SQLite in one process, then PostgreSQL in two")
+    parser.add_argument("--pg-url", help="PostgreSQL server for --pg (default: a throwaway one)")
+    parser.add_argument("--pg-child", help=argparse.SUPPRESS)  # one of --pg's processes
+    parser.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.commands, args.channels, args.models = 30, 6, 8
         args.lag_seconds, args.train_minutes = 4.0, 0.5
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as tmp:
-        results = asyncio.run(run(args, Path(tmp)))
-    print(report(results))
+        if args.pg_child:
+            asyncio.run(pg_child(args, Path(tmp)))
+            return 0
+        results = run_pg(args, Path(tmp)) if args.pg else asyncio.run(run(args, Path(tmp)))
+    print(report_pg(results) if args.pg else report(results))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

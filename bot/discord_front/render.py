@@ -72,6 +72,8 @@ class MessageSent:
 class ChannelResponder:
     """Replies to a prefix command or listened message, as a reply that pings nobody."""
 
+    max_chars = MESSAGE_LIMIT  # the core fits replies to it
+
     def __init__(self, message: discord.Message) -> None:
         self.message = message
 
@@ -121,6 +123,8 @@ class InteractionResponder:
     """Answers a slash command. The first reply answers the interaction itself: privately
     (ephemeral) when the core marks it private, publicly otherwise. A command that has not
     answered within DEFER_AFTER_S is deferred publicly ("thinking…"), inside Discord's 3 s."""
+
+    max_chars = MESSAGE_LIMIT
 
     def __init__(self, interaction: discord.Interaction) -> None:
         self.interaction = interaction

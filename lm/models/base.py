@@ -86,6 +86,28 @@ class LanguageModel(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return {"kind": self.kind, "config": asdict(self.config), "parameters": n}
 
+    def components(self) -> tuple[LanguageModel, ...]:
+        """The models this one is made of (a mixture's parts, in order); empty for a model of
+        its own. Found generically: the LanguageModel submodules not inside another one."""
+        found: list[LanguageModel] = []
+        # _modules, not children(): children() skips a module met twice, and a mixture may
+        # hold one part twice (recounting gives equal n-grams one object)
+        todo = list(self._modules.values())
+        while todo:
+            m = todo.pop(0)
+            if isinstance(m, LanguageModel):
+                found.append(m)
+            elif m is not None:
+                todo[:0] = list(m._modules.values())
+        return tuple(found)
+
+    def recounted(self, messages: list[str], cache: dict[Any, LanguageModel]) -> LanguageModel:
+        """This model with every part that stores counted text counted again on `messages`
+        (each from its own start), other parts shared. `cache` maps what a part was counted
+        with to the recounted part, so equal parts are counted once. Models that store no
+        text (weights learned by gradient, closed forms) return themselves."""
+        return self
+
 
 class Stepper:
     """Feeds symbols to a model, `batch` sequences at once, carrying the state between calls.

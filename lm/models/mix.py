@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 
 from lm import native
 from lm.models.base import LanguageModel, State, Stepper
+from lm.runners import Runner, TorchRunner, runner
 from lm.vocab import VOCAB_SIZE
 
 DEFAULT_EDGES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # entropy bin edges, nats
@@ -56,8 +56,6 @@ class Mix(LanguageModel):
         self.register_buffer("log_w", torch.tensor(table).clamp_min(1e-12).log(),
                              persistent=False)  # [buckets, K]
         self.register_buffer("edges", torch.tensor(self.config.edges), persistent=False)
-        self._np = (np.ascontiguousarray(table, dtype=np.float64),  # for the compiled kernel
-                    np.ascontiguousarray(self.config.edges, dtype=np.float64))
 
     def spec(self) -> dict:
         c = self.config
@@ -93,52 +91,74 @@ class Mix(LanguageModel):
         return self.combine(lps), states
 
     def combine(self, lps: torch.Tensor) -> torch.Tensor:
-        """The mixture [B, T, V] of the components' log-probs lps [K, B, T, V]: in the compiled
-        kernel (lm/native.c) where it applies, else in torch (the same arithmetic)."""
-        if native.usable(lps):
-            k, b, t, v = lps.shape
-            lps = lps.float().contiguous()
-            out = torch.empty(b, t, v)
-            work = np.empty(k * v, dtype=np.float32)
-            native.library().mix_forward(k, b * t, v, lps.data_ptr(), len(self._np[1]),
-                                         *self._addresses(), work.ctypes.data, out.data_ptr())
-            return out
+        """The mixture [B, T, V] of the components' log-probs lps [K, B, T, V]."""
         log_w = self.log_w[self.buckets(lps)].permute(2, 0, 1)  # [K, B, T]
         return torch.logsumexp(lps + log_w[..., None], dim=0)
 
-    def _addresses(self) -> tuple[int, int]:
-        """Where the edges and the weight table live (asked each time: a copy moves them)."""
-        table, edges = self._np
-        return edges.ctypes.data, table.ctypes.data
+    def make_runner(self) -> Runner:
+        """How scoring and sampling read this model (lm/runners.py): each part through its
+        own runner, mixed by the compiled kernel (the arithmetic of `combine`); the model's
+        forward where the kernels are not available."""
+        if not native.available():
+            return TorchRunner(self)
+        c = self.config
+        return MixRunner(self, tuple(runner(p) for p in self.parts),
+                         np.ascontiguousarray(c.weights, dtype=np.float64),
+                         np.ascontiguousarray(c.edges, dtype=np.float64))
+
+    def recounted(self, messages: list[str], cache: dict) -> Mix:
+        """This mixture with its parts recounted (see LanguageModel), its weights kept; itself
+        where no part changed."""
+        parts = [p.recounted(messages, cache) for p in self.parts]
+        if all(new is old for new, old in zip(parts, self.parts, strict=True)):
+            return self
+        return Mix(parts, self.config.weights, self.config.edges).eval()
+
+
+@dataclass(frozen=True)
+class MixRunner(Runner):
+    """A mixture on the compiled kernel: its parts' runners, the weight table [buckets, K]
+    and the entropy edges [E] (float64), as MixConfig gives them."""
+
+    model: Mix
+    parts: tuple[Runner, ...]
+    table: np.ndarray
+    edges: np.ndarray
+
+    def logprobs(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        outs, states = [], []
+        for part, s in zip(self.parts, state, strict=True):
+            lp, s = part.logprobs(ids, s)
+            outs.append(lp)
+            states.append(s)
+        lps = torch.stack(outs).float()  # [K, B, T, V]
+        if lps.device.type != "cpu":
+            with torch.inference_mode():
+                return self.model.combine(lps), tuple(states)
+        k, b, t, v = lps.shape
+        out = torch.empty(b, t, v)
+        native.mix_forward(lps.contiguous().view(k, b * t, v), self.edges, self.table,
+                           out.view(b * t, v))
+        return out, tuple(states)
 
     def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
         return _MixStepper(self, batch, out)
 
 
 class _MixStepper(Stepper):
-    """Sampling's reader: each component's reader writes into a slice of one buffer, then the
-    mixture of the slices goes to `out`."""
+    """Sampling's reader: each part's reader writes into a slice of one buffer, then the
+    kernel mixes the slices into `out`."""
 
-    def __init__(self, model: Mix, batch: int, out: np.ndarray | None) -> None:
-        super().__init__(model, batch, out)
-        self.lps = np.empty((len(model.parts), batch, VOCAB_SIZE), dtype=np.float32)
-        self.parts = [p.stepper(batch, out=self.lps[k]) for k, p in enumerate(model.parts)]
-        self.work = np.empty(len(self.parts) * VOCAB_SIZE, dtype=np.float32)
-        lib = native.library()
-        self.call = None if lib is None else partial(
-            lib.mix_forward, len(self.parts), batch, VOCAB_SIZE, self.lps.ctypes.data,
-            len(model._np[1]), *model._addresses(), self.work.ctypes.data,
-            self.out.ctypes.data)
+    def __init__(self, runner: MixRunner, batch: int, out: np.ndarray | None) -> None:
+        super().__init__(runner.model, batch, out)
+        self.lps = np.empty((len(runner.parts), batch, VOCAB_SIZE), dtype=np.float32)
+        self.parts = [p.stepper(batch, out=self.lps[k]) for k, p in enumerate(runner.parts)]
+        self.mix = native.MixStep(self.lps, runner.edges, runner.table, self.out)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
         for part in self.parts:
             part.feed(ids)
-        if self.call is None:  # no compiled kernels
-            with torch.inference_mode():
-                mixed = self.model.combine(torch.from_numpy(self.lps[:, :, None]))  # [B, 1, V]
-            self.out[:] = mixed[:, 0].numpy()
-        else:
-            self.call()
+        self.mix()
         return self.out
 
 

@@ -9,13 +9,13 @@ a stream, so padded contexts never match real ones).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
 
 from lm import native
 from lm.models.base import LanguageModel, State, Stepper
+from lm.runners import Runner, TorchRunner, fingerprint
 from lm.vocab import BOUNDARY, VOCAB_SIZE, encode_messages
 
 PAD = 257
@@ -31,28 +31,16 @@ class NGramConfig:
     order: int = 7
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Tables:
+    """Count tables, built once from the counted symbols and read-only afterwards: contiguous
+    int64 / float64 arrays, which the compiled kernel reads too."""
+
     ctx: np.ndarray  # [C] sorted context keys (length offset included)
     start: np.ndarray  # [C + 1] row starts into the entry arrays
     gamma: np.ndarray  # [C] weight left for the lower order
     sym: np.ndarray  # [E] next symbol of each entry
     disc: np.ndarray  # [E] discounted probability max(c - D, 0) / total
-    slots: np.ndarray | None = None  # [2^bits] int32 hash index of ctx, for the kernel
-    bits: int = 0
-
-    def kernel_args(self) -> tuple[int, ...]:
-        """The compiled kernel's view of the tables: the index size in bits, then where the
-        index, ctx, start, gamma, sym and disc live (asked each time: a copy lives elsewhere).
-        The index is built on first use, in about 10 ms per 100,000 contexts."""
-        if self.slots is None:
-            self.bits = max(4, (2 * len(self.ctx) - 1).bit_length())  # load factor <= 1/2
-            slots = np.empty(1 << self.bits, dtype=np.int32)
-            native.library().ngram_index(len(self.ctx), self.ctx.ctypes.data, self.bits,
-                                         slots.ctypes.data)
-            self.slots = slots
-        return self.bits, *(a.ctypes.data for a in (self.slots, self.ctx, self.start,
-                                                    self.gamma, self.sym, self.disc))
 
 
 def context_keys(full: np.ndarray, order: int) -> np.ndarray:
@@ -145,7 +133,7 @@ def _merge(parts: list[tuple[np.ndarray, ...]]) -> _Tables:
     offsets = np.cumsum([0] + [len(p[3]) for p in parts])
     start = np.concatenate([p[1] + o for p, o in zip(parts, offsets[:-1], strict=True)])
     start = np.append(start, offsets[-1])
-    return _Tables(  # contiguous int64 / float64 arrays: the compiled kernel reads them too
+    return _Tables(
         ctx=ctx.astype(np.int64), start=start.astype(np.int64),
         gamma=np.concatenate([p[2] for p in parts]).astype(np.float64),
         sym=np.concatenate([p[3] for p in parts]).astype(np.int64),
@@ -185,7 +173,7 @@ class NGram(LanguageModel):
         if not 2 <= self.config.order <= 7:
             raise ValueError(f"n-gram order must be 2..7, got {self.config.order}")
         self.register_buffer("tokens", torch.zeros(n_tokens, dtype=torch.int16))
-        self._tables: tuple[int, _Tables] | None = None
+        self._tables: tuple[tuple, _Tables] | None = None  # (fingerprint of tokens, tables)
 
     def fit(self, tokens: list[int] | np.ndarray) -> NGram:
         """Count a symbol stream B m1 B m2 B ... (each message from its own start context)."""
@@ -205,8 +193,9 @@ class NGram(LanguageModel):
         return {"n_tokens": len(self.tokens)}
 
     def tables(self) -> _Tables:
-        """Count tables, built on first use from the stored tokens."""
-        key = (self.tokens.data_ptr(), self.tokens._version, len(self.tokens))
+        """Count tables, built on first use from the stored tokens, and again when the tokens'
+        fingerprint changes (lm/runners.py: a checkpoint loads its tokens in place)."""
+        key = fingerprint([self.tokens])
         if self._tables is None or self._tables[0] != key:
             toks = self.tokens.numpy().astype(np.int64)
             if len(toks) < 2:
@@ -219,57 +208,70 @@ class NGram(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         order = self.config.order
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= VOCAB_SIZE):
+            raise IndexError(f"symbol id out of range: ids must lie in 0..{VOCAB_SIZE - 1}")
         # [B, order-1+T]: the context carried in the state, then the new symbols
         full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1)  # [B, order-1+T]
         b, t = ids.shape
-        if native.usable(ids):
-            logp = self._native(full, b, t)
-        else:
-            keys = context_keys(full, order)  # [B, T, order]
-            probs = distributions(self.tables(), keys.reshape(b * t, order))
-            logp = torch.from_numpy(np.log(probs).astype(np.float32)).view(b, t, VOCAB_SIZE)
+        keys = context_keys(full, order)  # [B, T, order]
+        probs = distributions(self.tables(), keys.reshape(b * t, order))
+        logp = torch.from_numpy(np.log(probs).astype(np.float32)).view(b, t, VOCAB_SIZE)
         return logp.to(ids.device), torch.from_numpy(full[:, full.shape[1] - order + 1:])
 
-    def _native(self, full: np.ndarray, b: int, t: int) -> torch.Tensor:
-        """The same log-probs [B, T, V] from the compiled kernel (lm/native.c): a hash lookup
-        per context length instead of numpy's vectorised binary searches (with the binary search
-        it already was 3x faster for 4,096 positions, 6x for 20,000, 30x for the few of a
-        sampling step). full: [B, order-1+T]."""
+    def make_runner(self) -> Runner:
+        """How scoring and sampling read this model (lm/runners.py): the compiled kernel, a
+        hash lookup per context length where numpy does vectorised binary searches (3x faster
+        for 4,096 positions, 6x for 20,000, 30x for the few of a sampling step); numpy where
+        the kernels are not available."""
+        if not native.available():
+            return TorchRunner(self)
         tab = self.tables()
-        full = np.ascontiguousarray(full, dtype=np.int64)
-        out = torch.empty(b, t, VOCAB_SIZE)
-        work = np.empty(VOCAB_SIZE)
-        native.library().ngram_forward(
-            b, t, self.config.order, VOCAB_SIZE, BASE, LEN_OFFSET, full.ctypes.data,
-            *tab.kernel_args(), work.ctypes.data, out.data_ptr())
-        return out
+        return NGramRunner(self, native.NGramKernel(self.config.order, VOCAB_SIZE, BASE,
+                                                    LEN_OFFSET, tab, native.ngram_index(tab.ctx)))
+
+    def recounted(self, messages: list[str], cache: dict) -> NGram:
+        """A new n-gram of this config counted on `messages` alone (see LanguageModel)."""
+        if self.config not in cache:
+            cache[self.config] = NGram(self.config).fit_messages(messages).eval()
+        return cache[self.config]
+
+
+@dataclass(frozen=True)
+class NGramRunner(Runner):
+    """An n-gram on the compiled kernel: its tables and their hash index, built once."""
+
+    model: NGram
+    kernel: native.NGramKernel
+
+    def logprobs(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        full = np.concatenate([state.cpu().numpy(), ids.cpu().numpy()], axis=1,
+                              dtype=np.int64)  # [B, order-1+T]
+        out = torch.empty(*ids.shape, VOCAB_SIZE)
+        native.ngram_forward(self.kernel, full, out)
+        return out.to(ids.device), torch.from_numpy(full[:, ids.shape[1]:])
 
     def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
-        if native.library() is None:
-            return Stepper(self, batch, out)
         return _NGramStepper(self, batch, out)
 
 
 class _NGramStepper(Stepper):
     """Sampling's reader on the compiled kernel: the context kept as an array, the tables and
-    buffers bound once (a model is replaced, never changed, while it is read)."""
+    buffers bound once."""
 
-    def __init__(self, model: NGram, batch: int, out: np.ndarray | None) -> None:
-        super().__init__(model, batch, out)
+    def __init__(self, runner: NGramRunner, batch: int, out: np.ndarray | None) -> None:
+        super().__init__(runner.model, batch, out)
+        self.runner = runner
         self.ctx = self.state.numpy()  # [B, order-1] int64: the last symbols read
-        self.work = np.empty(VOCAB_SIZE)
-        tab = self.tab = model.tables()
-        self.call = partial(native.library().ngram_forward, batch, 1, model.config.order,
-                            VOCAB_SIZE, BASE, LEN_OFFSET)
-        self.args = (*tab.kernel_args(), self.work.ctypes.data,
-                     self.out.ctypes.data)
+        self.step = native.NGramStep(runner.kernel, self.out)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
         t = ids.shape[1]
         full = np.concatenate([self.ctx, ids], axis=1, dtype=np.int64)
         if t > 1:  # a prefix: read it whole
-            self.out[:] = self.model._native(full, len(ids), t)[:, -1].numpy()
+            out = np.empty((len(ids), t, VOCAB_SIZE), dtype=np.float32)
+            native.ngram_forward(self.runner.kernel, full, out)
+            self.out[:] = out[:, -1]
         else:
-            self.call(full.ctypes.data, *self.args)
+            self.step(full)
         self.ctx = full[:, t:]
         return self.out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 
 from lm import native
 from lm.models.base import LanguageModel, State, Stepper, half_exact, map_state2
+from lm.runners import Runner, TorchRunner
 from lm.vocab import VOCAB_SIZE
 
 
@@ -45,7 +45,6 @@ class Recurrent(LanguageModel):
             dropout=c.dropout if c.layers > 1 else 0.0,
         )
         self.head = nn.Linear(c.hidden, VOCAB_SIZE)
-        self._fast: tuple | None = None  # cached inference tables, keyed by weight versions
 
     def initial_state(self, batch: int) -> State:
         c = self.config
@@ -58,12 +57,6 @@ class Recurrent(LanguageModel):
         return map_state2(lambda s, i: torch.where(keep, i, s), state, init)
 
     def forward(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if not self.training and not torch.is_grad_enabled():
-            fast = self._native(ids, state)
-            if fast is None and ids.shape[1] == 1:
-                fast = self._fast_step(ids, state)
-            if fast is not None:
-                return fast
         logits, state = self.logits(ids, state)
         return F.log_softmax(logits, dim=-1), state
 
@@ -71,14 +64,6 @@ class Recurrent(LanguageModel):
         x = self.drop(self.embed(ids))  # [B, T, E]
         h, state = self.rnn(x, state)  # [B, T, H]
         return self.head(self.drop(h)).float(), state  # [B, T, V]
-
-    def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
-        """One step at inference without the fused layer's per-call overhead (same arithmetic)."""
-        return None
-
-    def _native(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
-        """Inference in compiled code, where a kernel exists for this cell."""
-        return None
 
 
 class RNN(Recurrent):
@@ -94,120 +79,91 @@ class LSTM(Recurrent):
 
 
 class GRU(Recurrent):
-    """Gated recurrent unit, with a fast single-step path for sampling on a CPU."""
+    """Gated recurrent unit, with a compiled inference kernel for a few sequences on a CPU."""
 
     kind = cell = "gru"
 
-    def _tables(self) -> tuple:
-        """Inference tables, rebuilt when weights change: the input projection folded into a
-        per-symbol table, and the transposed recurrent and output matrices. Float16 copies of
-        those matrices (for the compiled kernel) exist only when the weights are exactly
-        representable in float16, as `lm train` leaves them, so the kernel's products are exact.
+    def make_runner(self) -> Runner:
+        """How scoring and sampling read this model (lm/runners.py): the compiled kernel
+        (GRURunner) where it applies, torch's fused layer everywhere else; no third path."""
+        tables = self.kernel_tables()
+        return TorchRunner(self) if tables is None else GRURunner.of(self, tables)
 
-        Weights change in place (optimizer steps, load_state_dict), which bumps each tensor's
-        version counter: that and each tensor's address (new in a copy) are the cache key,
-        cheap enough to check at every step.
-        """
-        fast = self._fast
-        if fast is not None and all(t._version == v and t.data_ptr() == a for t, v, a in fast[0]):
-            return fast[1]  # (the address check catches a deep copy, which keeps versions)
-        rnn = self.rnn
-        srcs = (self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0, rnn.weight_hh_l0,
-                rnn.bias_hh_l0, self.head.weight, self.head.bias)
+    def kernel_tables(self) -> native.GRUTables | None:
+        """The compiled kernel's copies of the weights, or None where it does not apply: one
+        layer, a hidden size divisible by 4, on a CPU, kernels built, and recurrent and output
+        matrices exactly representable in float16 (as `lm train` leaves them), so that the
+        kernel's float16 copies lose nothing."""
+        rnn, c = self.rnn, self.config
+        if (c.layers != 1 or c.hidden % 4 or not native.available()
+                or self.head.weight.device.type != "cpu"
+                or not (half_exact(rnn.weight_hh_l0) and half_exact(self.head.weight))):
+            return None
         with torch.no_grad():
             gi = F.linear(self.embed.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)  # [V, 3H]
-            w_hh = rnn.weight_hh_l0.detach().t().contiguous()  # [H, 3H]
-            w_out = self.head.weight.detach().t().contiguous()  # [H, V]
-            gi, b_hh, b_out = (t.detach().contiguous() for t in (gi, rnn.bias_hh_l0,
-                                                                   self.head.bias))
-            kernel = None  # the compiled kernel's arrays (kept alive) and their addresses
-            if w_hh.device.type == "cpu" and half_exact(w_hh) and half_exact(w_out):
-                keep = (gi, w_hh.half(), b_hh, w_out.half(), b_out)
-                kernel = (keep, tuple(t.data_ptr() for t in keep))
-        tables = (gi, w_hh, b_hh, w_out, b_out, kernel)
-        self._fast = (tuple((t, t._version, t.data_ptr()) for t in srcs), tables)
-        return tables
+            return native.GRUTables(
+                gi=gi.float().contiguous(),
+                whh=rnn.weight_hh_l0.detach().t().half().contiguous(),  # [H, 3H]
+                bhh=rnn.bias_hh_l0.detach().float().clone(),  # [3H]
+                wout=self.head.weight.detach().t().half().contiguous(),  # [H, V]
+                bout=self.head.bias.detach().float().clone())  # [V]
 
-    def _fast_step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
-        if self.config.layers != 1:
-            return None
-        gi_table, w_hh, b_hh, w_out, b_out, _ = self._tables()  # [V,3H],[H,3H],[3H],[H,V],[V]
-        h = state[0]  # [B, H]
-        gi = gi_table[ids[:, 0]]  # [B, 3H]
-        gh = torch.addmm(b_hh, h, w_hh)  # [B, 3H]
-        hid = h.shape[1]
-        rz = torch.sigmoid(gi[:, : 2 * hid] + gh[:, : 2 * hid])
-        r, z = rz[:, :hid], rz[:, hid:]
-        n = torch.tanh(torch.addcmul(gi[:, 2 * hid:], r, gh[:, 2 * hid:]))
-        h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
-        logp = F.log_softmax(torch.addmm(b_out, h, w_out), dim=-1)  # [B, V]
-        return logp.unsqueeze(1), h.unsqueeze(0)
 
-    def _kernel(self, batch: int) -> tuple | None:
-        """The inference tables, where the compiled kernel applies to `batch` sequences."""
-        if (self.config.layers != 1 or self.config.hidden % 4 or batch > NATIVE_MAX_BATCH
-                or native.library() is None or self.head.weight.device.type != "cpu"):
-            return None
-        tables = self._tables()
-        return tables if tables[-1] is not None else None
+@dataclass(frozen=True)
+class GRURunner(Runner):
+    """A single-layer GRU on the compiled kernel, for up to NATIVE_MAX_BATCH sequences on a
+    CPU; larger batches go through the model's fused layer. `wout` is the output matrix
+    [H, V] in float32 (the exact values of tables.wout), for reading many steps at once."""
 
-    def _native(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State] | None:
-        """The whole sequence in the compiled kernel (lm/native.c), for a few sequences."""
-        tables = self._kernel(ids.shape[0]) if native.usable(ids) else None
-        if tables is None:
-            return None
+    model: GRU
+    tables: native.GRUTables
+    wout: torch.Tensor
+
+    @classmethod
+    def of(cls, model: GRU, tables: native.GRUTables) -> GRURunner:
+        return cls(model, tables, tables.wout.float())
+
+    def logprobs(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if ids.shape[0] > NATIVE_MAX_BATCH or ids.device.type != "cpu":
+            return TorchRunner(self.model).logprobs(ids, state)
         h = state[0].clone(memory_format=torch.contiguous_format)  # the caller's is kept
-        logp = self._run(tables, ids.contiguous(), h)
-        return logp, h.unsqueeze(0)
+        return self.read(ids.contiguous(), h), h.unsqueeze(0)
 
-    def _run(self, tables: tuple, ids: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def read(self, ids: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Read ids [B, T] from state h [B, H] (updated in place); log-probs [B, T, V]."""
         b, t = ids.shape
-        hid = self.config.hidden
-        _, _, _, w_out, b_out, (_, addresses) = tables
-        work = torch.empty(_work_size(b, hid))
+        hid = h.shape[1]
         if t == 1:  # one step: the kernel's own output layer
             out = torch.empty(b, t, VOCAB_SIZE)
-            native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *addresses,
-                                         h.data_ptr(), work.data_ptr(), out.data_ptr(), None)
+            native.gru_forward(self.tables, ids, h, logp=out)
             return out
         # many steps: the states from the kernel, then one matrix product for the outputs
         hs = torch.empty(b, t, hid)
-        native.library().gru_forward(b, t, hid, VOCAB_SIZE, ids.data_ptr(), *addresses,
-                                     h.data_ptr(), work.data_ptr(), None, hs.data_ptr())
-        return F.log_softmax(torch.addmm(b_out, hs.view(b * t, hid), w_out), dim=-1).view(
-            b, t, VOCAB_SIZE)
+        native.gru_forward(self.tables, ids, h, hs=hs)
+        logits = torch.addmm(self.tables.bout, hs.view(b * t, hid), self.wout)  # [B*T, V]
+        return F.log_softmax(logits, dim=-1).view(b, t, VOCAB_SIZE)
 
     def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
-        tables = self._kernel(batch)
-        if tables is None:
-            return Stepper(self, batch, out)
-        return _GRUStepper(self, batch, tables, out)
-
-
-def _work_size(batch: int, hidden: int) -> int:
-    """Floats of scratch the GRU kernel needs (see lm/native.c)."""
-    return batch * 3 * hidden + 4 * max(3 * hidden, VOCAB_SIZE)
+        if batch > NATIVE_MAX_BATCH:
+            return Stepper(self.model, batch, out)
+        return _GRUStepper(self, batch, out)
 
 
 class _GRUStepper(Stepper):
     """Sampling's reader on the compiled kernel: state, buffers and arguments bound once."""
 
-    def __init__(self, model: GRU, batch: int, tables: tuple, out: np.ndarray | None) -> None:
-        super().__init__(model, batch, out)
-        self.tables = tables  # keeps the kernel's arrays alive
-        hid = model.config.hidden
+    def __init__(self, runner: GRURunner, batch: int, out: np.ndarray | None) -> None:
+        super().__init__(runner.model, batch, out)
+        self.runner = runner
         self.h = self.state[0]  # [B, H], updated in place by the kernel
-        self.work = torch.empty(_work_size(batch, hid))
-        self.call = partial(native.library().gru_forward, batch, 1, hid, VOCAB_SIZE)
-        self.args = (*tables[-1][1], self.h.data_ptr(), self.work.data_ptr(),
-                     self.out.ctypes.data, None)
+        self.step = native.GRUStep(runner.tables, self.h, self.out)
 
     def feed(self, ids: np.ndarray) -> np.ndarray:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.shape[1] > 1:  # a prefix: read it whole
-            logp = self.model._run(self.tables, torch.from_numpy(ids), self.h)
+            with torch.inference_mode():
+                logp = self.runner.read(torch.from_numpy(ids), self.h)
             self.out[:] = logp[:, -1].numpy()
         else:
-            self.call(ids.ctypes.data, *self.args)
+            self.step(ids)
         return self.out

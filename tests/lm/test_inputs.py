@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lm import LmError, SampleConfig, sample, score
-from lm.__main__ import main
+from lm.cli import main
 from lm.scoring import MAX_SCORE_CHARS
 from lm.vocab import split_messages, split_messages_at
 from tests.lm.conftest import make

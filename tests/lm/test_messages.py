@@ -31,8 +31,8 @@ def chat(n: int, seed: int) -> list[str]:
 
 LINES = chat(600, 0)
 HELD_OUT = chat(40, 1)[1:]
-TINY = dict(hidden=48, embed=16, batch=16, bptt=32, lr=1e-2, warmup=10, eval_every=100,
-            minutes=None, max_steps=300, seed=0)
+TINY = dict(hidden=48, embed=16, batch=16, bptt=32, lr=1e-2, warmup=10, eval_every=50,
+            minutes=None, max_steps=100, seed=0)
 
 
 @pytest.fixture(scope="module")

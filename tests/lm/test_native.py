@@ -1,51 +1,56 @@
-"""The compiled kernels (lm/native.c) compute what the torch and numpy paths compute."""
+"""The runners on compiled kernels (lm/native.c) compute what the models' forwards compute."""
 
 from __future__ import annotations
 
 import copy
 import gc
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import lm
 from lm import native, score
-from lm.models import GRU, Mix, NGram, NGramConfig, RecurrentConfig, round_to_half
+from lm.models import GRU, LSTM, Mix, NGram, NGramConfig, RecurrentConfig, round_to_half
+from lm.models.mix import MixRunner
+from lm.models.ngram import NGramRunner
+from lm.models.recurrent import GRURunner
+from lm.runners import TorchRunner, ready, runner
 from lm.vocab import encode_messages
-from tests.bot.helpers import SHAKESPEARE
 from tests.lm.conftest import make
 
-pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
+pytestmark = pytest.mark.skipif(not native.available(), reason="kernels not built")
 
 IDS = torch.tensor([[256, *"Wherefore art thou 😀 Ω? to be".encode()]] * 3)
-
-
-def kernels_off(monkeypatch) -> None:
-    """Switch the kernels off from here on: models take their torch path."""
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_tried", True)
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpora" / "tinyshakespeare.txt"
 
 
 @pytest.fixture
-def no_kernels(monkeypatch):
-    """Switch the kernels off for the code under test."""
-    kernels_off(monkeypatch)
+def kernels_off(monkeypatch):
+    """The kernels switched off for runners built from here on (as with LM_NATIVE=0)."""
+    monkeypatch.setenv("LM_NATIVE", "0")
+    native._load.cache_clear()
+    yield
+    native._load.cache_clear()  # monkeypatch restores LM_NATIVE; the next call loads again
 
 
-def run(model, ids, state=None, steps=False):
-    """Log-probs [B, T, V] and the final state, reading ids whole or one symbol at a time."""
-    with torch.inference_mode():
-        state = model.initial_state(ids.shape[0]) if state is None else state
-        if not steps:
-            return model(ids, state)
-        outs = []
-        for t in range(ids.shape[1]):
-            lp, state = model(ids[:, t : t + 1], state)
-            outs.append(lp)
-        return torch.cat(outs, dim=1), state
+def run(r, ids, steps=False):
+    """Log-probs [B, T, V] and the final state from runner r, reading ids whole or one symbol
+    at a time."""
+    state = r.initial_state(ids.shape[0])
+    if not steps:
+        return r.logprobs(ids, state)
+    outs = []
+    for t in range(ids.shape[1]):
+        lp, state = r.logprobs(ids[:, t : t + 1], state)
+        outs.append(lp)
+    return torch.cat(outs, dim=1), state
+
+
+def reference(model, ids):
+    """The model's own forward: the torch (or numpy) reference."""
+    with torch.no_grad():
+        return model(ids, model.initial_state(ids.shape[0]))
 
 
 def half_gru(hidden=32):
@@ -61,107 +66,110 @@ def half_gru(hidden=32):
 def test_gru_kernel_matches_the_fused_layer(batch):
     m = half_gru()
     ids = IDS[:batch]
-    with torch.inference_mode():
-        assert m._native(ids, m.initial_state(batch)) is not None  # the kernel is what runs
-    got, h = run(m, ids)
-    with torch.no_grad():  # autograd on: the fused nn.GRU, never the kernel
-        ref, h_ref = m(ids, m.initial_state(batch))
+    r = runner(m)
+    assert isinstance(r, GRURunner)  # the kernel is what runs
+    got, h = run(r, ids)
+    ref, h_ref = reference(m, ids)
     assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(h, h_ref, atol=1e-5)
-    step, h_step = run(m, ids, steps=True)  # carrying the state gives the same numbers
+    step, h_step = run(r, ids, steps=True)  # carrying the state gives the same numbers
     assert torch.allclose(step, got, atol=1e-5) and torch.allclose(h_step, h, atol=1e-6)
 
 
-def test_gru_kernel_needs_float16_weights():
+@pytest.mark.parametrize("isa", native.isas())
+def test_every_copy_of_the_gru_kernel_this_cpu_runs_matches_torch(isa):
+    m = half_gru(hidden=36)  # not a multiple of the vector width: the scalar tail runs too
+    tables = m.kernel_tables()
+    for batch in (1, 3):
+        ids = IDS[:batch].contiguous()
+        h = torch.zeros(batch, 36)
+        got = torch.empty(batch, ids.shape[1], 257)
+        native.gru_forward(tables, ids, h, logp=got, isa=isa)
+        ref, h_ref = reference(m, ids)
+        assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(h, h_ref[0], atol=1e-5)
+
+
+def test_the_gru_kernel_needs_float16_weights_and_torch_serves_the_rest():
     m = half_gru()
     with torch.no_grad():
         m.rnn.weight_hh_l0[0, 0] += 1e-4  # no longer a float16 value
-    with torch.inference_mode():
-        assert m._native(IDS[:1], m.initial_state(1)) is None
-    got, _ = run(m, IDS[:1], steps=True)  # the torch step path still answers
-    with torch.no_grad():
-        ref, _ = m(IDS[:1], m.initial_state(1))
-    assert torch.allclose(got, ref, atol=1e-5)
+    assert m.kernel_tables() is None and isinstance(runner(m), TorchRunner)
+    lstm = LSTM(RecurrentConfig(hidden=16, embed=8)).eval()
+    assert isinstance(runner(lstm), TorchRunner)
+    got, _ = run(runner(m), IDS[:1], steps=True)
+    assert torch.allclose(got, reference(m, IDS[:1])[0], atol=1e-5)
+
+
+def test_more_sequences_than_the_kernel_takes_go_through_the_fused_layer():
+    m = half_gru()
+    ids = IDS[:1].repeat(12, 1)
+    got, h = run(runner(m), ids)
+    ref, h_ref = reference(m, ids)
+    assert torch.allclose(got, ref, atol=1e-5) and torch.allclose(h, h_ref, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["ngram", "gated-mix"])
-def test_ngram_and_mix_kernels_match_numpy(kind, monkeypatch):
+def test_ngram_and_mix_kernels_match_their_forward(kind):
     m = make(kind)
     if kind == "gated-mix":
         m = Mix([half_gru(24), m.parts[1]], [list(w) for w in m.config.weights],
                 m.config.edges).eval()
-    got, state = run(m, IDS)
-    step, _ = run(m, IDS, steps=True)
-    kernels_off(monkeypatch)
-    ref, ref_state = run(m, IDS)
+    r = runner(m)
+    assert isinstance(r, NGramRunner if kind == "ngram" else MixRunner)
+    got, state = run(r, IDS)
+    step, _ = run(r, IDS, steps=True)
+    ref, ref_state = reference(m, IDS)
     assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(step, ref, atol=1e-4)
-    flat = [s for s in (state if isinstance(state, tuple) else (state,))]
-    flat_ref = [s for s in (ref_state if isinstance(ref_state, tuple) else (ref_state,))]
-    assert all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(flat, flat_ref,
-                                                                            strict=True))
+    flat = state if isinstance(state, tuple) else (state,)
+    flat_ref = ref_state if isinstance(ref_state, tuple) else (ref_state,)
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-5)
+               for a, b in zip(flat, flat_ref, strict=True))
 
 
-def test_ngram_index_finds_every_context_of_a_real_corpus(monkeypatch):
+def test_ngram_index_finds_every_context_of_a_real_corpus():
     """The kernel's hash index, on tens of thousands of contexts (probing chains included),
     gives the distributions numpy's binary search gives, for seen and unseen contexts."""
-    text = SHAKESPEARE.read_text(encoding="utf-8")[:40_000]
+    text = CORPUS.read_text(encoding="utf-8")[:40_000]
     m = NGram(NGramConfig(order=7)).fit(encode_messages(text.split("\n\n"))).eval()
     assert len(m.tables().ctx) > 20_000
     ids = torch.tensor([[256, *text[5_000:5_300].encode(), *"Zyzzyva 😀 qq".encode()]])
-    got, _ = run(m, ids)
-    kernels_off(monkeypatch)
-    ref, _ = run(m, ids)
-    assert torch.allclose(got, ref, atol=1e-5)
+    got, _ = run(runner(m), ids)
+    assert torch.allclose(got, reference(m, ids)[0], atol=1e-5)
 
 
-def test_scores_agree_with_and_without_kernels(no_kernels):
+def test_scores_agree_with_and_without_kernels(kernels_off, monkeypatch):
     m = Mix([half_gru(), make("ngram")], [0.4, 0.6]).eval()
+    assert isinstance(runner(m), TorchRunner)
     ref = score(m, "Wherefore art thou, Ω?")
-    native._lib, native._tried = None, False  # build (or reuse) the library again
-    got = score(m, "Wherefore art thou, Ω?")
-    assert native._lib is not None
-    assert got.nats == pytest.approx(ref.nats, abs=1e-3)
+    monkeypatch.delenv("LM_NATIVE")
+    native._load.cache_clear()
+    assert isinstance(runner(ready(m)), MixRunner)  # made ready again: now on the kernels
+    assert score(m, "Wherefore art thou, Ω?").nats == pytest.approx(ref.nats, abs=1e-3)
 
 
 def test_a_copy_never_reads_the_original_s_memory():
-    """Kernel tables are cached with addresses: a deep copy (fine-tuning starts from one) must
-    build its own, or it reads freed memory once the original is gone."""
+    """A runner holds its own tables: a deep copy of a model (fine-tuning starts from one)
+    carries copies of them, and reads nothing of the original once that is gone."""
     m = Mix([half_gru(), make("ngram")], [0.4, 0.6]).eval()
-    want, _ = run(m, IDS[:1])  # builds and caches the tables of m
+    want, _ = run(runner(m), IDS[:1])
     twin = copy.deepcopy(m)
-    with torch.no_grad():  # version counters as the original's (a copy starts at 0)
-        for a, b in zip(m.parameters(), twin.parameters(), strict=True):
-            for _ in range(a._version - b._version):
-                b.add_(0)
     del m
     gc.collect()
     for _ in range(3):  # whatever reuses the freed memory, the copy reads its own
         torch.randn(1 << 20)
-        got, _ = run(twin, IDS[:1])
+        got, _ = run(runner(twin), IDS[:1])
         assert torch.allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("env", [{"LM_NATIVE": "0"}, {"CC": "false"}])
-def test_without_kernels_the_models_still_answer(env, tmp_path):
-    """Switched off, or no working compiler (a fresh cache, so nothing built is reused):
-    no library, a warning at most, and scoring and sampling still work on the torch path."""
-    code = ("import lm; from lm import native; print(native.library() is None); "
-            "m = lm.load('base-ngram'); print(round(lm.score(m, 'To be').nats, 3)); "
-            "print(len(lm.sample(m, lm.SampleConfig(seed=1, max_chars=5))))")
-    env = {**os.environ, "LM_CACHE_DIR": str(tmp_path / "cache"), **env}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[2])
-    none, nats, count = out.stdout.split()
-    assert none == "True" and float(nats) > 0 and count == "1"
-    assert "Traceback" not in out.stderr
-
-
-def test_only_the_newest_builds_are_kept(tmp_path):
-    for i in range(native.KEEP_BUILDS + 2):
-        f = tmp_path / f"native-{i:016x}.so"
-        f.write_bytes(b"")
-        os.utime(f, (1000 + i, 1000 + i))
-    (tmp_path / "notes.txt").write_text("not a build")
-    native._prune(tmp_path)
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == [f"native-{i:016x}.so" for i in range(2, native.KEEP_BUILDS + 2)] + [
-        "notes.txt"]
+@pytest.mark.parametrize("how", ["LM_NATIVE=0", "not built"])
+def test_without_kernels_the_models_still_answer(how, monkeypatch, kernels_off):
+    """Switched off, or installed without a compiler: no kernels, and scoring and sampling
+    run on the torch path."""
+    if how == "not built":
+        monkeypatch.delenv("LM_NATIVE")
+        monkeypatch.setattr(native, "library_file", lambda: None)
+        native._load.cache_clear()
+    assert not native.available()
+    m = make("mix")
+    assert isinstance(runner(m), TorchRunner)
+    assert lm.score(m, "To be").nats > 0
+    assert len(lm.sample(m, lm.SampleConfig(seed=1, max_chars=5))) == 1

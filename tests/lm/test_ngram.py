@@ -10,7 +10,7 @@ import torch
 from lm.models import NGram, NGramConfig
 from lm.models.ngram import PAD
 from lm.scoring import evaluate, lane_logprobs
-from lm.vocab import BOUNDARY, VOCAB_SIZE, encode_message, encode_messages
+from lm.vocab import BOUNDARY, VOCAB_SIZE, encode_messages
 
 
 def own_history(tokens: list[int], i: int, order: int) -> tuple[int, ...]:
@@ -73,7 +73,7 @@ def test_matches_reference_implementation():
     ref = reference_kn(tokens, order)
     m = NGram(NGramConfig(order=order)).fit(tokens)
     for text in ["abrac", "zz", "barb"]:
-        probe = encode_message(text)
+        probe = encode_messages([text])  # [B, text, B]
         with torch.inference_mode():
             logp, _ = m(torch.tensor([probe]), m.initial_state(1))
         for t in range(len(probe)):

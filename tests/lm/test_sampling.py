@@ -8,7 +8,8 @@ import torch
 
 from lm import LmError, SampleConfig, native, sample, sample_many
 from lm.models import Mix
-from lm.sampling import _ALLOWED, LOG_ALLOWED, MAX_SEED, MIN_TEMPERATURE, _pick
+from lm.runners import _ReferenceDrawer
+from lm.sampling import _MASKS, MAX_SEED, MIN_TEMPERATURE, _filtered
 from lm.vocab import N_STATES, VOCAB_SIZE
 from tests.lm.conftest import make
 from tests.lm.test_native import half_gru
@@ -74,33 +75,25 @@ def test_a_request_draws_the_same_alone_or_batched(kind):
     assert batched[3] == sample(m, others[2][0], prefix="The sl")  # greedy: no randomness
 
 
-class Fixed:
-    """A stand-in generator whose uniform numbers are all `u`."""
-
-    def __init__(self, u: float) -> None:
-        self.u = u
-
-    def random(self, n: int) -> np.ndarray:
-        return np.full(n, self.u)
+def drawers(logp: np.ndarray) -> list:
+    """Every implementation of the draw bound to logp [B, V]: the numpy reference, and the
+    compiled one where the kernels are built."""
+    out = [_ReferenceDrawer(logp, _MASKS)]
+    return out + [native.Drawer(logp, _MASKS)] if native.available() else out
 
 
 def test_compiled_draw_equals_the_numpy_draw():
-    lib = native.library()
-    if lib is None:
-        pytest.skip("no C compiler here")
+    if not native.available():
+        pytest.skip("kernels not built")
     rng = np.random.default_rng(0)
-    work = np.empty(VOCAB_SIZE)
+    logp = np.empty((1, VOCAB_SIZE), dtype=np.float32)
+    reference, compiled = drawers(logp)
     for trial in range(200):
-        logp = (rng.normal(size=(1, VOCAB_SIZE)) * 3).astype(np.float32)
-        state = trial % N_STATES
+        logp[0] = rng.normal(size=VOCAB_SIZE) * 3
+        state = trial % len(_MASKS)  # with and without the end symbol allowed
         u = rng.random()
         temp = [0.5, 1.0, 1.7][trial % 3]
-        got = lib.draw(VOCAB_SIZE, logp.ctypes.data,
-                       _ALLOWED[True].ctypes.data + state * VOCAB_SIZE, temp, u, work.ctypes.data)
-
-        want = _pick(logp.astype(np.float64) + LOG_ALLOWED[state], SampleConfig(temperature=temp),
-                     Fixed(u))
-        assert got == int(want[0])
+        assert compiled(0, state, temp, u) == reference(0, state, temp, u)
 
 
 @pytest.mark.parametrize(("bad", "shown"), [
@@ -121,27 +114,43 @@ def test_the_edges_of_the_ranges_are_accepted(ok):
 
 
 def test_the_coldest_temperature_draws_the_likeliest_symbol_in_every_state():
-    """At MIN_TEMPERATURE, a symbol 1 nat likelier than the rest always wins, in numpy and in
-    the compiled draw, whatever the other log-probs (down to float32's lowest) and u: no
-    overflow to NaN and no fall-through to symbol 0 (a NUL byte)."""
-    lib = native.library()
+    """At MIN_TEMPERATURE, a symbol 1 nat likelier than the rest always wins, with or without
+    filtering, in numpy and in the compiled draw, whatever the other log-probs (down to
+    float32's lowest) and u: no overflow to NaN and no fall-through to symbol 0 (a NUL byte)."""
     rng = np.random.default_rng(5)
-    work = np.empty(VOCAB_SIZE)
-    cfg = SampleConfig(temperature=MIN_TEMPERATURE)
+    logp = np.empty((2, VOCAB_SIZE), dtype=np.float32)
+    configs = [SampleConfig(temperature=MIN_TEMPERATURE, **o)
+               for o in ({}, {"top_k": 3}, {"top_p": 0.9})]
     for trial in range(300):
         state = trial % N_STATES
-        legal = np.flatnonzero(_ALLOWED[True][state])
-        logp = (rng.normal(size=(1, VOCAB_SIZE)) * 30 - 40).astype(np.float32)
+        legal = np.flatnonzero(_MASKS[state])
+        logp[0] = rng.normal(size=VOCAB_SIZE) * 30 - 40
         logp[0, rng.choice(VOCAB_SIZE, 20)] = np.finfo(np.float32).min
         best = rng.choice(legal[legal != 0]) if trial % 2 else rng.choice(legal)
         logp[0, best] = logp[0, legal].max() + 1
-        row = logp.astype(np.float64) + LOG_ALLOWED[state]
-        for u in (0.0, 0.5, 1 - 2**-53):
-            assert int(_pick(row, cfg, Fixed(u))[0]) == best
-            if lib is not None:
-                assert lib.draw(VOCAB_SIZE, logp.ctypes.data,
-                                _ALLOWED[True].ctypes.data + state * VOCAB_SIZE,
-                                MIN_TEMPERATURE, u, work.ctypes.data) == best
+        logp[1] = _filtered(logp[0], _MASKS[state] != 0, configs[trial % 3])
+        for draw in drawers(logp):
+            for u in (0.0, 0.5, 1 - 2**-53):
+                assert draw(0, state, MIN_TEMPERATURE, u) == best
+                assert draw(1, state, MIN_TEMPERATURE, u) == best
+
+
+def test_filtering_keeps_the_top_k_and_the_nucleus_of_the_allowed_symbols():
+    ok = np.ones(VOCAB_SIZE, dtype=bool)
+    ok[5] = False  # the likeliest symbol, but not allowed here
+    logp = np.log(np.full(VOCAB_SIZE, 1e-6, dtype=np.float32))
+    logp[[5, 7, 9, 11]] = np.log([0.5, 0.3, 0.15, 0.04])
+
+    def kept(**options) -> set[int]:
+        z = _filtered(logp, ok, SampleConfig(**options))
+        return set(np.flatnonzero(np.isfinite(z)).tolist())
+
+    assert kept(top_k=2) == {7, 9}
+    assert kept(greedy=True) == {7}
+    assert kept(top_p=0.6) == {7}  # 0.3 of the allowed 0.49 is over 0.6 of it
+    assert kept(top_p=0.7) == {7, 9}
+    assert kept(top_p=0.7, top_k=1) == {7}
+    assert kept(top_k=VOCAB_SIZE) == set(np.flatnonzero(ok))  # never an illegal symbol
 
 
 @pytest.mark.parametrize("options", [{}, {"top_k": 3}, {"top_p": 0.9}])

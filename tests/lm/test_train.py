@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
+import types
 
 import pytest
 import torch
 
-from lm import LmError, TrainConfig, load_checkpoint, save, train
-from lm.train import MIN_TRAIN_CHARS
+import lm
+from lm import LmError, TrainConfig, load_checkpoint, save, score, train
+from lm.trainer import MIN_TRAIN_CHARS, split_messages_val
 from tests.lm.conftest import TEXT as SHORT
+from tests.lm.conftest import make
 
 TEXT = SHORT * 3
 
@@ -94,3 +98,34 @@ def test_a_loss_that_is_not_a_number_never_counts_as_improved():
     res = train(TEXT, TrainConfig(kind="gru", max_steps=10, **SMALL))
     nan = type(res)(res.model, 3.0, float("nan"), 1, 0.0, 1, 1)
     assert not nan.improved and res.improved
+
+
+def test_minutes_is_a_hard_cap_that_holds_the_last_validation():
+    train(TEXT, TrainConfig(kind="gru", max_steps=1, **SMALL))  # lazy set-up paid before timing
+    budget = 0.02 * 60
+    t0 = time.monotonic()
+    res = train(TEXT, TrainConfig(kind="gru", **{**SMALL, "minutes": budget / 60}))
+    wall = time.monotonic() - t0
+    assert wall <= budget + 0.3, wall  # 0.3 s for a step or validation slower than the last
+    assert res.steps >= 1 and res.history[-1][0] == res.steps  # the last step validated
+    assert res.seconds <= wall
+
+
+def test_validation_is_exact_one_pass_per_message():
+    res = train(TEXT, TrainConfig(kind="gru", max_steps=5, **SMALL))
+    _, val = split_messages_val([TEXT], TrainConfig().val_frac)
+    want = score(res.model, val[0]).nats / (len(val[0]) + 1)  # ASCII: a byte a character
+    assert res.val_after == pytest.approx(want, rel=1e-5)
+
+
+def test_the_module_is_not_shadowed_by_the_function():
+    import lm.trainer as trainer
+
+    assert isinstance(trainer, types.ModuleType) and trainer.train is lm.train
+
+
+def test_kinds_that_do_not_train_are_refused():
+    with pytest.raises(LmError, match="uniform model is not trained.*gru"):
+        train(TEXT, TrainConfig(kind="uniform", max_steps=2))
+    with pytest.raises(LmError, match="mix model is not trained"):
+        train(TEXT, TrainConfig(max_steps=2), init=make("mix"))

@@ -3,8 +3,9 @@
 Every message read from the model's initial state (`lm.batches`), truncated backprop through
 time with the state carried across the windows of a long message, AdamW
 with warm-up and cosine decay, gradient-norm clipping, validation at intervals, early stopping
-keeping the best weights, budgets in steps and in minutes, progress callbacks and cancellation.
-Counting models (the n-gram) train through the same entry point by counting.
+keeping the best weights, budgets in steps and in minutes (a hard cap: the last validation
+fits inside it), progress callbacks and cancellation. Models that learn by counting (the
+registry says which) train through the same entry point by counting.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,20 +23,35 @@ import torch
 
 from lm.batches import Batch, MessageBatches
 from lm.errors import LmError
-from lm.models import LanguageModel, NGram, build, detach_state, round_to_half
+from lm.models import (
+    COUNTING,
+    LanguageModel,
+    build,
+    config_from,
+    detach_state,
+    kinds,
+    round_to_half,
+    training_of,
+)
 from lm.scoring import messages_nll, restricted_nll
 from lm.vocab import utf8
 
 log = logging.getLogger(__name__)
 MIN_TRAIN_CHARS = 2_000  # below this there is too little to hold out a validation split
+# The time kept free for the last validation: this many times the last one, plus a margin for
+# copying and rounding the weights.
+VAL_RESERVE = 1.5
+SLACK_S = 0.05
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What to train and for how long. Learning rate per AdamW step; budgets are upper bounds."""
+    """What to train and for how long. Learning rate per AdamW step; budgets are upper bounds,
+    and `minutes` is a hard one: `train` returns within it, its last validation included.
+    The defaults train a small GRU for one minute; `lm train` has its own defaults."""
 
     kind: str = "gru"
-    hidden: int = 512
+    hidden: int = 256
     layers: int = 1
     embed: int = 64
     dropout: float = 0.0
@@ -46,7 +63,7 @@ class TrainConfig:
     warmup: int = 100  # steps
     weight_decay: float = 0.01
     clip: float = 1.0  # max gradient norm
-    minutes: float | None = 10.0
+    minutes: float | None = 1.0
     max_steps: int | None = None
     eval_every: int = 200  # steps between validations
     patience: int = 5  # validations without improvement before stopping
@@ -79,11 +96,9 @@ class TrainConfig:
         return cls(**{**values, **overrides})
 
     def model_config(self) -> dict:
-        """The config of the model this trains from scratch."""
-        if self.kind == "ngram":
-            return {"order": self.order}
-        return {"hidden": self.hidden, "layers": self.layers, "embed": self.embed,
-                "dropout": self.dropout}
+        """The config of the model this trains from scratch: the fields of this config that
+        the kind's own config has (hidden and layers for a GRU, order for an n-gram)."""
+        return config_from(self.kind, self)
 
 
 @dataclass(frozen=True)
@@ -180,8 +195,14 @@ def train(messages: list[str] | str, cfg: TrainConfig, init: LanguageModel | Non
 
     Every message is read from the model's initial state, as scoring and sampling read it.
     Validation is on the messages `val` where given, else on the last `cfg.val_frac` of the
-    messages (whole messages held out; a single message is cut in two).
+    messages (whole messages held out; a single message is cut in two). With `cfg.minutes`
+    the call returns within that many minutes of wall-clock time, everything included.
     """
+    t0 = time.monotonic()
+    kind = init.kind if init is not None else cfg.kind
+    if training_of(kind) is None:
+        raise LmError(f"a {kind} model is not trained by lm; train one of the kinds "
+                      f"{', '.join(kinds(trainable=True))}")
     msgs = [messages] if isinstance(messages, str) else list(messages)
     if val is None:
         msgs, val = split_messages_val(msgs, cfg.val_frac)
@@ -190,19 +211,17 @@ def train(messages: list[str] | str, cfg: TrainConfig, init: LanguageModel | Non
                       f"{symbols(val)} to validate on, need {MIN_TRAIN_CHARS} in all")
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(init) if init is not None else build(cfg.kind, cfg.model_config())
-    if isinstance(model, NGram):
-        return _count(model, init, msgs, val)
-    if not model.trainable:
-        raise LmError(f"a {model.kind} model has nothing to train")
-    loop = _Loop(model, cfg, msgs, val, progress, cancel)
-    return loop.run(val_before=validate(init, val) if init else None)
+    if training_of(kind) == COUNTING:
+        return _count(model, init is not None, msgs, val, t0)
+    return _Loop(model, cfg, msgs, val, progress, cancel, t0).run(fine_tune=init is not None)
 
 
-def _count(model: NGram, init, msgs: list[str], val: list[str]) -> TrainResult:
-    """Train an n-gram: count the training messages (fine-tuning adds to the old counts)."""
-    t0 = time.monotonic()
-    before = validate(init, val) if init is not None else None
-    model.fit_messages(msgs, keep=init is not None)
+def _count(model: LanguageModel, fine_tune: bool, msgs: list[str], val: list[str],
+           t0: float) -> TrainResult:
+    """Train a counting model: count the training messages (fine-tuning adds to the old
+    counts). Counting is quick and has no budget."""
+    before = validate(model, val) if fine_tune else None
+    model.fit_messages(msgs, keep=fine_tune)
     after = validate(model, val)
     return TrainResult(model.eval(), before, after, 0, time.monotonic() - t0,
                        symbols(msgs), symbols(val))
@@ -212,12 +231,20 @@ class _Loop:
     """One gradient-training run: the state of the loop, kept out of the public function."""
 
     def __init__(self, model: LanguageModel, cfg: TrainConfig, msgs: list[str],
-                 val: list[str], progress, cancel) -> None:
+                 val: list[str], progress, cancel, t0: float) -> None:
+        if not cfg.max_steps and not cfg.minutes:
+            raise LmError("give a budget: max_steps or minutes")
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise LmError("--device cuda was asked for but no CUDA device is available")
         self.dev = torch.device(cfg.device)
         self.model = model.to(self.dev).train()
-        self.cfg, self.val = cfg, val
+        self.cfg, self.val, self.t0 = cfg, val, t0
+        self.deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
+        self.val_s = 0.0  # how long the last validation took, in seconds
+        # the last steps' durations in seconds; the first step's apart, as it pays for lazy
+        # set-up (torch imports its optimizer machinery on first use) and is used only alone
+        self.step_s: deque[float] = deque(maxlen=8)
+        self.first_step_s = 0.0
         self.bf16 = cfg.autocast_bf16()
         self.progress, self.cancel = progress, cancel
         self.train_chars = symbols(msgs)
@@ -229,11 +256,35 @@ class _Loop:
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99),
                                      weight_decay=cfg.weight_decay)
 
-    def _fraction(self, step: int, seconds: float) -> float:
+    def _fraction(self, step: int) -> float:
         c = self.cfg
         parts = [step / c.max_steps if c.max_steps else 0.0,
-                 seconds / (c.minutes * 60) if c.minutes else 0.0]
+                 (time.monotonic() - self.t0) / (c.minutes * 60) if c.minutes else 0.0]
         return max(parts)
+
+    def _budget_left(self, step: int) -> bool:
+        """Whether one more step fits: the step, then a validation, before the deadline."""
+        if self.cfg.max_steps and step >= self.cfg.max_steps:
+            return False
+        need = max(self.step_s, default=self.first_step_s) + VAL_RESERVE * self.val_s + SLACK_S
+        return self.deadline == math.inf or time.monotonic() + need < self.deadline
+
+    def _timed_validation(self) -> float:
+        """Validation loss of the weights as they are, its duration kept for the budget."""
+        t = time.monotonic()
+        loss = validate(self.model, self.val)
+        self.val_s = time.monotonic() - t
+        return loss
+
+    def _validate_rounded(self) -> tuple[float, dict]:
+        """Validation loss of the weights rounded to float16 values (as `train` returns them,
+        see round_to_half) and those weights; training goes on from the unrounded ones."""
+        current = copy.deepcopy(self.model.state_dict())
+        round_to_half(self.model)
+        loss = self._timed_validation()
+        rounded = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(current)
+        return loss, rounded
 
     def _state(self, batch: Batch, lanes):
         """The state a step starts from: fresh rows, or lanes carried with some reset."""
@@ -255,60 +306,75 @@ class _Loop:
         self.opt.step()
         return float(loss.detach()), detach_state(state)
 
-    def run(self, val_before: float | None) -> TrainResult:
-        cfg, t0 = self.cfg, time.monotonic()
-        if not cfg.max_steps and not cfg.minutes:
-            raise LmError("give a budget: max_steps or minutes")
-        best, best_weights, bad, step = math.inf, None, 0, 0
-        lanes, ema, history, cancelled = None, None, [], False
+    def run(self, fine_tune: bool) -> TrainResult:
+        """Train until a budget, early stopping or cancellation; the best weights seen.
+
+        The model is validated first (as `val_before` when fine-tuning; with a time budget, to
+        know how long a validation takes), then every `eval_every` steps and after the last
+        step, each time with its weights rounded to float16 values, which is what comes back.
+        """
+        cfg = self.cfg
+        self.best, self.best_weights, self.history = math.inf, None, []
+        first = self._timed_validation() if fine_tune else None
+        start = self._validate_rounded() if not fine_tune and cfg.minutes else None
+        step, ema, lanes, bad, cancelled = 0, math.nan, None, 0, False
         while True:
-            frac = self._fraction(step, time.monotonic() - t0)
             cancelled = self.cancel is not None and self.cancel.is_set()
-            if frac >= 1 or cancelled:
+            if cancelled or not self._budget_left(step):
                 break
+            t = time.monotonic()
             batch = next(self.batches).to(self.dev)
-            loss, state = self._step(batch, self._state(batch, lanes), _lr(cfg, step, frac))
+            loss, state = self._step(batch, self._state(batch, lanes),
+                                     _lr(cfg, step, self._fraction(step)))
             if batch.reset is not None:
                 lanes = state
-            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            ema = loss if step == 0 else 0.95 * ema + 0.05 * loss
+            if step:
+                self.step_s.append(time.monotonic() - t)
+            else:
+                self.first_step_s = time.monotonic() - t
             step += 1
             if step % cfg.eval_every == 0:
-                val = validate(self.model, self.val)
-                history.append((step, ema, val))
-                if val < best:
-                    best, bad = val, 0
-                    best_weights = copy.deepcopy(self.model.state_dict())
-                else:
-                    bad += 1
-                self._report(step, t0, ema, val, best)
+                bad = 0 if self._checkpoint(step, ema) else bad + 1
                 if bad >= cfg.patience:
                     log.info("early stop at step %d: no improvement in %d validations", step, bad)
                     break
-        if step and (not history or history[-1][0] != step):
-            val = validate(self.model, self.val)
-            history.append((step, ema, val))
-            if val < best:
-                best, best_weights = val, copy.deepcopy(self.model.state_dict())
-            self._report(step, t0, ema, val, best)
-        if step and best_weights is None:  # no validation was a number: it diverged
-            raise LmError(f"training diverged: the validation loss was {history[-1][2]:.4g}"
-                          f" after {step} steps; try a lower learning rate than {cfg.lr:g}")
-        if best_weights is not None:
-            self.model.load_state_dict(best_weights)
-        if step:  # the weights returned are float16 values (see round_to_half), measured as such
-            round_to_half(self.model)
-            best = validate(self.model, self.val)
-        elif val_before is not None:
-            best = val_before
-        else:
-            best = validate(self.model, self.val)
-        return TrainResult(self.model.cpu().eval(), val_before, best, step,
-                           time.monotonic() - t0, self.train_chars, symbols(self.val),
-                           cancelled, history)
+        return self._result(step, ema, first, start, cancelled)
 
-    def _report(self, step, t0, ema, val, best) -> None:
-        frac = self._fraction(step, time.monotonic() - t0)
+    def _result(self, step: int, ema: float, first: float | None,
+                start: tuple[float, dict] | None, cancelled: bool) -> TrainResult:
+        """The best weights after `step` steps (validated once more if the last steps were
+        not); with no step taken, the model as it came (rounded, if it was validated so)."""
+        if step and (not self.history or self.history[-1][0] != step):
+            self._checkpoint(step, ema)  # the budget kept time for this validation
+        if step and self.best_weights is None:  # no validation was a number: it diverged
+            raise LmError(f"training diverged: the validation loss was "
+                          f"{self.history[-1][2]:.4g} after {step} steps; try a lower "
+                          f"learning rate than {self.cfg.lr:g}")
+        if not step and start is not None:
+            self.best, self.best_weights = start
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        else:
+            self.best = first if first is not None else validate(self.model, self.val)
+        return TrainResult(self.model.cpu().eval(), first, self.best, step,
+                           time.monotonic() - self.t0, self.train_chars, symbols(self.val),
+                           cancelled, self.history)
+
+    def _checkpoint(self, step: int, ema: float) -> bool:
+        """Validate the rounded weights, keep them if they are the best yet, report; whether
+        they were."""
+        val, weights = self._validate_rounded()
+        self.history.append((step, ema, val))
+        better = val < self.best
+        if better:
+            self.best, self.best_weights = val, weights
+        self._report(step, ema, val, self.best)
+        return better
+
+    def _report(self, step, ema, val, best) -> None:
+        frac = self._fraction(step)
         log.info("step %d train %.4f val %.4f best %.4f", step, ema, val, best)
         if self.progress is not None:
             self.progress(Progress(step, self.cfg.max_steps, min(frac, 1.0),
-                                   time.monotonic() - t0, ema, val, best))
+                                   time.monotonic() - self.t0, ema, val, best))
