@@ -88,7 +88,7 @@ class ChannelModelSource:
             return ChannelModels(self.base.answer, self.base.rnn, row.id, self.base_label(), 0,
                                  note)
         return ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
-                             serving.model_nbytes(mix))
+                             lm.memory_bytes(mix))
 
     async def _read(self, row: ModelRow) -> tuple[Any, Any]:
         """A version's mix and RNN, from its folder or (PostgreSQL) its database row."""
@@ -117,7 +117,7 @@ class ChannelModelSource:
         self.forget(channel.id, "version")
         self.cache.put(("version", channel.id, row.id),
                        ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
-                                     serving.model_nbytes(mix)))
+                                     lm.memory_bytes(mix)))
 
     def forget(self, channel: int, kind: str | None = None) -> None:
         """Drop the cached "version" or "ngram" entries (None: both) of a channel row id;
@@ -148,4 +148,4 @@ class ChannelModelSource:
     async def _count(self, channel: ChannelRow, rev: int) -> LiveNgram:
         texts = await self._store.corpus_texts(channel.id)
         model = await self._pool.run(versions.count_ngram, texts)
-        return LiveNgram(model, rev, self._clock(), serving.model_nbytes(model))
+        return LiveNgram(model, rev, self._clock(), lm.memory_bytes(model))

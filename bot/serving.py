@@ -11,12 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 import lm
 from bot import plots
-from lm.models.recurrent import NATIVE_MAX_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,7 @@ def _try_load(name: str, what: str, notes: list[str]) -> lm.LanguageModel | None
 
 def part(model: lm.LanguageModel, which: str) -> lm.LanguageModel | None:
     """The "rnn" or "ngram" part of a mix (None if it has none, or is not a mix)."""
-    if model.kind != "mix":
+    if not lm.parts(model):
         return None
     try:
         return lm.component(model, which)
@@ -104,12 +102,12 @@ def load_base(answer: str, rnn: str, ngram: str) -> BaseModels:
 def generate_many(requests: list[tuple[lm.LanguageModel, lm.SampleConfig, str]],
                   ) -> list[list[str]]:
     """(model, config, prefix) requests that share one model, sampled in batched passes of at
-    most NATIVE_MAX_BATCH samples, the compiled GRU kernel's largest batch (lm.sample_many):
+    most lm.MAX_BATCH samples, the compiled GRU kernel's largest batch (lm.sample_many):
     each gets the text it would get alone."""
     model, out = requests[0][0], []
     chunk: list[tuple[Any, str]] = []
     for _, config, prefix in requests:
-        if chunk and sum(c.n for c, _ in chunk) + config.n > NATIVE_MAX_BATCH:
+        if chunk and sum(c.n for c, _ in chunk) + config.n > lm.MAX_BATCH:
             out += lm.sample_many(model, chunk)
             chunk = []
         chunk.append((config, prefix))
@@ -154,41 +152,3 @@ def prob_job(requests: list[tuple[dict[str, lm.LanguageModel], str]]) -> list[An
             (scores, plots.surprisal_strip({k: [(c.char, c.bits) for c in s.per_char]
                                             for k, s in scores.items()}))
             for scores in results]
-
-
-def model_nbytes(model: lm.LanguageModel | None) -> int:
-    """Memory a model holds, in bytes: parameters, buffers and the inference tables its modules
-    cache (numpy arrays and tensors, inside tuples and dataclasses too: an n-gram's count tables
-    and hash index, a GRU's kernel copies), each block of memory counted once."""
-    if model is None:
-        return 0
-    seen: set[int] = set()
-    total = 0
-    for module in model.modules():
-        for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
-            total += _held_bytes(t, seen)
-        total += sum(_held_bytes(v, seen) for v in vars(module).values())
-    return total
-
-
-def _held_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
-    """Bytes of the arrays in `value` not yet in `seen` (their memory addresses), which grows."""
-    if isinstance(value, torch.Tensor):
-        storage = value.untyped_storage()
-        key, size = storage.data_ptr(), storage.nbytes()
-    elif isinstance(value, np.ndarray):
-        root = value
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        key, size = root.ctypes.data, root.nbytes
-    elif depth < 4 and isinstance(value, tuple | list):
-        return sum(_held_bytes(v, seen, depth + 1) for v in value)
-    elif depth < 4 and hasattr(value, "__dataclass_fields__"):
-        return sum(_held_bytes(getattr(value, f), seen, depth + 1)
-                   for f in value.__dataclass_fields__)
-    else:
-        return 0
-    if size == 0 or key in seen:
-        return 0
-    seen.add(key)
-    return size

@@ -21,8 +21,6 @@ from typing import Any
 import lm
 from bot.errors import UserError
 from bot.serving import load_model, part, ready
-from lm.models import Mix, NGram
-from lm.vocab import encode_messages
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +188,6 @@ def scrub_versions(channel_dir: Path, keep: set[str], texts: list[str],
     """
     orphans = len(remove_unlisted(channel_dir, keep))
     train, _ = holdout_split(texts, val_max_chars)
-    symbols = encode_messages(train)
-    counted: dict[Any, NGram] = {}  # n-gram config -> that n-gram counted on `symbols`
-
-    def recount(old: NGram) -> NGram:
-        if old.config not in counted:
-            counted[old.config] = NGram(old.config).fit(symbols)
-        return counted[old.config]
-
     rewritten = deleted = 0
     for name in sorted(keep):
         folder = channel_dir / name
@@ -215,19 +205,9 @@ def scrub_versions(channel_dir: Path, keep: set[str], texts: list[str],
             deleted += 1
             continue
         note = {"ngram_recounted_at": time.time(), "ngram_corpus_chars": sum(map(len, train))}
-        lm.save(_recounted(model, recount), path, summary={**model.summary, **note})
+        lm.save(lm.recount(model, train), path, summary={**model.summary, **note})
         rewritten += 1
     return Scrubbed(rewritten, deleted, orphans)
-
-
-def _recounted(model: lm.LanguageModel, recount: Callable[[NGram], NGram]) -> lm.LanguageModel:
-    """`model` with every n-gram in it replaced by `recount(n-gram)`; other parts shared."""
-    if isinstance(model, NGram):
-        return recount(model)
-    if isinstance(model, Mix):
-        return Mix([_recounted(p, recount) for p in model.parts], model.config.weights,
-                   model.config.edges)
-    return model
 
 
 def remove_unlisted(channel_dir: Path, keep: set[str]) -> list[str]:

@@ -258,7 +258,7 @@ async def test_cache_counts_real_model_memory(core: Core) -> None:
     """Parameters and the tables a loaded model builds (the n-gram's counts and hash index,
     the GRU's kernel copies) are counted, memory shared between them once."""
     base = core.services.models.base
-    rnn, ngram, mix = (serving.model_nbytes(m) for m in (base.rnn, base.ngram, base.answer))
+    rnn, ngram, mix = (lm.memory_bytes(m) for m in (base.rnn, base.ngram, base.answer))
     params = sum(p.numel() * p.element_size() for p in base.rnn.parameters())
     assert rnn > params  # the kernel's tables: per-symbol input projection, float16 copies
     tables = base.ngram.tables()
