@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -141,7 +142,10 @@ class SlackFront:
         text = addressed(event.get("text") or "", context.get("bot_user_id") or "",
                          self.settings.command_prefix)
         # A mention further in (`ask @babble`) is ordinary text: the message event has it.
-        if text is not None and not event.get("bot_id"):
+        # Slack sends an edited message that mentions the app as an app_mention again, with
+        # `edited`: a command runs once, when it is sent (edits only reach the corpus).
+        if text is not None and event.get("user") and not event.get("bot_id") \
+                and not event.get("edited"):
             self.spawn(self._incoming(team_of(body), event, text), "app_mention")
 
     async def _on_slash(self, ack: Callable[[], Awaitable[Any]], command: dict[str, Any],
@@ -176,6 +180,8 @@ class SlackFront:
         except SlackApiError as err:  # e.g. installed before the manifest had channels:read
             log.warning("cannot list the bot's channels (%s): reinstall the app from "
                         "slack/manifest.yml", err.response.get("error"))
+        except (aiohttp.ClientError, TimeoutError) as err:  # the next start tries again
+            log.warning("cannot list the bot's channels: %s", type(err).__name__)
         await self.core.cancel_removal(PLATFORM, keys)
         return len(keys)
 
@@ -193,7 +199,8 @@ class SlackFront:
             log.exception("handling a Slack %s failed", what)
 
     async def drain(self) -> None:
-        """Wait until every event taken so far has been answered."""
+        """Wait until every event taken so far has been answered. Cancelled (a timeout at
+        shutdown), it cancels the answers still running, and returns once they have ended."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 

@@ -21,6 +21,10 @@ FILE_HOSTS = ("files.slack.com",)
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
+class NotTheFile(Exception):
+    """The file host answered with something other than the file."""
+
+
 def is_text_file(file: dict[str, Any]) -> bool:
     """A `.txt` upload, or one Slack labels as plain text."""
     name = str(file.get("name") or "")
@@ -39,6 +43,10 @@ async def _download(session: aiohttp.ClientSession, url: str, token: str, cap: i
     headers = {"Authorization": f"Bearer {token}"}
     async with session.get(url, headers=headers, allow_redirects=False) as resp:
         resp.raise_for_status()
+        # Slack answers a token it will not serve (no files:read) with its sign-in page, or a
+        # redirect to it: neither is the file, and the page must not be learned as text.
+        if resp.status != 200 or resp.content_type == "text/html":
+            raise NotTheFile(f"HTTP {resp.status}, {resp.content_type}")
         return await resp.content.read(cap + 1)
 
 
@@ -63,8 +71,9 @@ async def read_files(files: list[dict[str, Any]], token: str, api_url: str,
             else:
                 try:
                     data = await _download(session, url, token, max_bytes)
-                except (aiohttp.ClientError, TimeoutError) as err:
-                    log.warning("download of %r failed: %s", name, type(err).__name__)
+                except (aiohttp.ClientError, TimeoutError, NotTheFile) as err:
+                    why = err if isinstance(err, NotTheFile) else type(err).__name__
+                    log.warning("download of %r failed: %s", name, why)
                     refused.append(f"{name}: the download failed")
                     continue
                 if len(data) > max_bytes:

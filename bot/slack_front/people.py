@@ -104,7 +104,10 @@ class People:
         except SlackApiError as err:
             log.warning("cannot read the moderator group %s: %s", self._group,
                         err.response.get("error"))
-            return False
+        except (aiohttp.ClientError, TimeoutError) as err:  # Slack out of reach: no rights now
+            log.warning("cannot read the moderator group %s: %s", self._group,
+                        type(err).__name__)
+        return False
 
     async def _fetch_members(self) -> frozenset[str]:
         group = self._group

@@ -152,7 +152,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         try:
             await asyncio.wait_for(front.drain(), DRAIN_S)
         except TimeoutError:
-            log.warning("answers still under way after %.0f s: closing anyway", DRAIN_S)
+            log.warning("answers still under way after %.0f s: cancelled", DRAIN_S)
     finally:
         await core.close()
         log.info("core closed; bye")

@@ -66,6 +66,8 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acknowledgements
     refuse_socket: bool = False  # answer the WebSocket handshake with 403
+    stall: dict[str, float] = field(default_factory=dict)  # method -> seconds before answering
+    download_answer: Any = None  # a handler answering file downloads instead (a sign-in page)
     bot_token: str = BOT_TOKEN
     app_token: str = APP_TOKEN
     root: str = ""  # http://127.0.0.1:PORT/ once started
@@ -132,6 +134,8 @@ class FakeSlack:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         call = Call(method, args, token, ok=False)
         self._record(call)
+        if method in self.stall:  # longer than the client waits: it times out
+            await asyncio.sleep(self.stall[method])
         if self._failures[method]:
             failure = self._failures[method].pop(0)
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None \
@@ -202,6 +206,8 @@ class FakeSlack:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         name = request.match_info["name"]
         self._record(Call("download", {"name": name}, token))
+        if self.download_answer is not None:
+            return await self.download_answer(request)
         if token != self.bot_token or name not in self.files:
             return web.Response(status=404)
         return web.Response(body=self.files[name])
