@@ -60,7 +60,10 @@ class Running:
 
 
 def test_piped_console_answers_each_line_and_exits(env: dict[str, str], tmp_path: Path) -> None:
-    done = bot(env, "!babble\n!prob To be or not to be\n")
+    book = tmp_path / "john.txt"
+    book.write_text("\n".join(lines_of(JOHN, 1000)))
+    done = bot(env, f"!babble\n!prob To be or not to be\n!learn < {book}\n"
+                    f"!learn < {tmp_path / 'missing.txt'}\n", "--channel", "bible")
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     assert out[0].strip()  # the babble
@@ -68,21 +71,13 @@ def test_piped_console_answers_each_line_and_exits(env: dict[str, str], tmp_path
     assert any(line.startswith("verdict:") for line in out)
     (picture,) = [line for line in out if line.startswith("[picture: ")]
     assert Path(picture[len("[picture: "):-1]).read_bytes().startswith(b"\x89PNG")
-    assert "Traceback" not in done.stderr
-
-
-def test_console_learns_files_and_reports_bad_ones(env: dict[str, str], tmp_path: Path) -> None:
-    book = tmp_path / "john.txt"
-    book.write_text("\n".join(lines_of(JOHN, 1000)))
-    done = bot(env, f"!learn < {book}\n!learn < {tmp_path / 'missing.txt'}\n!corpus\n",
-               "--channel", "bible")
     assert "lines from 'john.txt'" in done.stdout and "cannot read" in done.stdout
     assert rows(Path(env["BOT_DB"]), "SELECT channel_key FROM channels") == [("bible",)]
+    assert "Traceback" not in done.stderr
 
 
 def test_locked_database_at_start_is_a_clear_error(env: dict[str, str]) -> None:
     db = env["BOT_DB"]
-    assert bot(env, "").returncode == 0  # creates the database
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], "
          "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); "
