@@ -379,3 +379,12 @@ def readme_table() -> str:
         default = _default_text(name) or "(empty)"
         lines.append(f"| `{env}` | `{default}` | {valid_text(name)} | {doc} |")
     return "\n".join(lines) + "\n"
+
+
+def settings_doc() -> str:
+    """The text of `docs/settings.md`: the settings table (a test holds the two together)."""
+    return ("# Settings\n\nThe bot reads these from the environment or from `.env` (the "
+            "environment wins; `--env-file` names another file). `.env.example` lists the same "
+            "settings with their defaults, ready to copy. Both files are generated from "
+            "`bot/settings.py` by `python scripts/settings_docs.py`, and a test keeps them "
+            "equal to it.\n\n" + readme_table())

@@ -24,7 +24,7 @@ from bot.core import Core
 from bot.errors import CooldownError, SettingsError, StoreError
 from bot.messages import Attachment
 from bot.safety import hide_paths, safe_text
-from bot.settings import RANGES, Settings, load_settings, readme_table
+from bot.settings import RANGES, Settings, load_settings, settings_doc
 from tests.bot.helpers import reply_of, say
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def test_every_numeric_setting_has_a_stated_range() -> None:
     assert numeric == set(RANGES)
     defaults = Settings()
     assert all(getattr(defaults, n) in r for n, r in RANGES.items() if n != "shard_ids")
-    assert readme_table() in (ROOT / "README.md").read_text()
+    assert (ROOT / "docs" / "settings.md").read_text() == settings_doc()
 
 
 def _unwritable(tmp_path: Path) -> Path:
