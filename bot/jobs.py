@@ -155,13 +155,15 @@ class JobTrainer:
         return True
 
     async def stop(self, channel: ChannelRow, why: str) -> bool:
-        """Text left the channel's corpus: stop any training that may have read it and wait
-        until it has ended (it adopts nothing); False when none was queued or running."""
-        if not await self._store.cancel_job(channel.id, why):
+        """Text left the channel's corpus: stop the training that may have read it and wait
+        until it has ended (it adopts nothing); False when none was running. A queued one
+        stays: it reads the corpus as it is when a worker takes it."""
+        asked = await self._store.cancel_job(channel.id, why, queued=False)
+        if not asked:
             return False
         loop = asyncio.get_running_loop()
         reaped = loop.time()
-        while await self._store.channel_job(channel.id) is not None:
+        while (row := await self._store.job(asked[0])) is not None and row.active:
             if loop.time() - reaped >= POLL_S:  # its worker died: close it when the lease ends
                 await self._store.reap_jobs()
                 reaped = loop.time()
@@ -195,8 +197,9 @@ class JobTrainer:
                     continue
                 if row is None or not row.active:
                     break
-                self._mirror(row)
-                if followed.latest is not shown and followed.latest is not None:
+                if row.progress is not None:  # not `_mirror`: it would wake this loop again
+                    followed.latest = lm.Progress(**row.progress)
+                if followed.latest is not None and followed.latest != shown:
                     shown = followed.latest
                     await self._edit(followed, Reply(progress_text(followed)))
                     await asyncio.sleep(self._settings.progress_edit_s)

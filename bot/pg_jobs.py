@@ -112,11 +112,11 @@ class JobQueries:
         return [_job(r) for r in await self._all(
             f"SELECT {_JOB_COLS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id")]
 
-    async def cancel_job(self, channel: int, by: str) -> bool:
-        """Ask the channel's job to stop (a queued one stops at once); False when none was
-        queued or running. The first who asked is named."""
+    async def cancel_job(self, channel: int, by: str, queued: bool = True) -> list[int]:
+        """Ask the channel's running job (and, with `queued`, its queued one, which stops at
+        once) to stop; the ids of the jobs asked. The first who asked is named."""
         async with self._tx() as con:
-            queued = await con.fetch(
+            stopped = [] if not queued else await con.fetch(
                 "UPDATE jobs SET state = 'cancelled', cancel_by = COALESCE(cancel_by, $2), "
                 "result = 'training cancelled by ' || COALESCE(cancel_by, $2) || ' before it "
                 "started; the model is unchanged', finished_at = $3 WHERE channel = $1 AND "
@@ -124,9 +124,9 @@ class JobQueries:
             running = await con.fetch("UPDATE jobs SET cancel_by = COALESCE(cancel_by, $2) "
                                       "WHERE channel = $1 AND state = 'running' RETURNING id",
                                       channel, by)
-            for r in (*queued, *running):
+            for r in (*stopped, *running):
                 await self._notify(con, "job", channel, job=r[0])
-        return bool(queued or running)
+        return [r[0] for r in (*stopped, *running)]
 
     async def take_job(self, worker: str, lease_s: float) -> JobRow | None:
         """Take the oldest job nobody holds (queued, or its worker's lease ran out); None

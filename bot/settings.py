@@ -135,7 +135,8 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("TRAIN_HIDDEN", "train_hidden", "its hidden size (fine-tunes keep the base's size)"),
     ("TRAIN_EVAL_EVERY", "train_eval_every", "training steps between validations (and progress)"),
     ("TRAIN_VAL_MAX_CHARS", "train_val_max_chars", "held-out text that decides adoption"),
-    ("TRAIN_DEVICE", "train_device", "where trainings run: cpu, cuda or cuda:N"),
+    ("TRAIN_DEVICE", "train_device",
+     "device that trains (cuda needs a GPU and a CUDA build of torch); models serve on CPUs"),
     ("TRAIN_HERE", "train_here",
      "with PostgreSQL, 1: this bot process also takes queued trainings; 0: leave them to "
      "`python -m bot --train-worker` processes"),

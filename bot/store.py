@@ -1,4 +1,7 @@
-"""The only module that speaks SQL: channels, their corpora and their model versions.
+"""The SQLite store (the default): channels, their corpora and their model versions.
+
+The only module that speaks SQL to SQLite; `bot.pg_store` is PostgreSQL's, with the same
+methods, for deployments of many processes. `open_store` picks one from the settings.
 
 One long-lived aiosqlite connection (its own thread), WAL mode, a busy timeout, a schema
 versioned with `PRAGMA user_version` and migrated forward at open. Parameters only.

@@ -75,7 +75,7 @@ class TrainWorker:
             return
         self._wake.set()
         if self._held is not None and event.get("job") == self._held.job.id:
-            self._held.poke.set()
+            self._held.poke.set()  # a cancel, perhaps (our own progress costs one heartbeat)
 
     async def close(self) -> None:
         """Stop taking jobs; a running one stops and goes back to the queue."""

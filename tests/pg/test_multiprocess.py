@@ -53,7 +53,7 @@ def test_two_bots_and_workers_on_one_database(pg_server: PgServer, pg_url: str,
     hers.write_text("\n".join(f"alice says {ALICE_WORD} number {i}" for i in range(30)))
     alice = Running({**env, "USER": "alice", "LOGNAME": "alice"})
     bob = Running({**env, "USER": "bob", "LOGNAME": "bob"})
-    first = worker(env)
+    first = worker({**env, "TRAIN_MAX_STEPS": "0"})  # its job lasts until it is killed
     procs = [alice.proc, bob.proc, first]
     try:
         answer(bob, f"!learn < {book}", "lines from")

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 
 import pytest
+import torch
 
 import lm
 from bot import version_bytes, versions
@@ -67,9 +68,6 @@ async def test_two_cores_one_database(pg_settings: Settings, always_adopt: None)
         await fill_two_authors(a)
         assert "characters" in await reply_of(b, "!corpus")  # A's corpus is B's
         rec = await say(b, "!train")  # B queues it; A's worker takes it; B posts the result
-        await wait_for(lambda: bool(a.services.trainer.jobs), 10)
-        busy = await reply_of(a, "!train")
-        assert "already running here (started by name-u1)" in busy, busy
         await b.wait_trainings()
         assert "Model v1 answers here now" in rec.posted[0].last.text, rec.posted[0].last.text
         assert a.services.trainer.worker.finished == 1
@@ -90,13 +88,16 @@ async def test_two_cores_one_database(pg_settings: Settings, always_adopt: None)
         assert len(texts) == 2 and all(ALICE_WORD not in t for t in texts)
 
 
-async def test_cancel_from_another_process(pg_settings: Settings) -> None:
+async def test_one_training_per_channel_cancelled_from_another_process(
+        pg_settings: Settings) -> None:
     slow = dataclasses.replace(pg_settings, train_max_steps=100_000, train_eval_every=1)
     async with await Core.open(dataclasses.replace(slow, train_here=False)) as a, \
             await Core.open(slow) as b:
         await fill(a)
         rec = await say(a, "!train --minutes 5")
         await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+        busy = await reply_of(b, "!train", author="u2")  # one training per channel
+        assert "already running here (started by name-u1)" in busy, busy
         assert await reply_of(b, "!train cancel") == "cancelling the training…"
         await asyncio.wait_for(a.wait_trainings(), 30)
         final = rec.posted[0].last.text
@@ -114,3 +115,41 @@ async def test_a_checkpoint_row_that_cannot_be_read_falls_back(pg_settings: Sett
         assert "cannot be read" in text and "base model" in text, text
         with pytest.raises(lm.CheckpointError):
             version_bytes.load_bytes(b"not a checkpoint")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine "
+                    "without CUDA")
+async def test_train_device_reaches_lm(pg_settings: Settings) -> None:
+    async with await Core.open(dataclasses.replace(pg_settings, train_device="cuda")) as core:
+        await fill(core)
+        rec = await say(core, "!train")
+        await core.wait_trainings()
+        final = rec.posted[0].last.text
+        assert "no CUDA device is available; the model is unchanged" in final, final
+        store = core.services.store
+        assert await store.active_jobs() == [] and (await store.job(1)).state == "failed"
+
+
+async def test_a_forget_stops_a_training_running_elsewhere(pg_settings: Settings) -> None:
+    slow = dataclasses.replace(pg_settings, train_max_steps=100_000, train_eval_every=1)
+    async with await Core.open(dataclasses.replace(slow, train_here=False)) as a, \
+            await Core.open(slow) as b:
+        await fill_two_authors(a)
+        rec = await say(a, "!train --minutes 5")
+        await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+        answer = await reply_of(b, "!forget me", author="alice", mod=False)
+        assert "the running training was cancelled, as it had read them" in answer, answer
+        await asyncio.wait_for(a.wait_trainings(), 30)
+        assert "training cancelled by `!forget me`" in rec.posted[0].last.text
+        assert (await a.services.store.counts())["models"] == 0
+
+
+async def test_a_worker_shutting_down_gives_its_job_back(pg_settings: Settings) -> None:
+    slow = dataclasses.replace(pg_settings, train_max_steps=100_000, train_eval_every=1)
+    async with await Core.open(slow) as core:
+        await fill(core)
+        rec = await say(core, "!train --minutes 5")
+        await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+        await asyncio.wait_for(core.services.trainer.worker.close(), 30)
+        (job,) = await core.services.store.active_jobs()
+        assert (job.state, job.tries, job.worker) == ("queued", 0, None)  # the next one takes it

@@ -104,7 +104,9 @@ async def test_job_queue_one_per_channel_skip_locked_and_leases(two: Any) -> Non
     assert await a.checkpoint(row.id) == b"ckpt"
     assert (await a.job(held.id)).state == "done" and await a.channel_job(ch) is None
     nothing, _ = await a.enqueue_job(other, 1.0, "carol")
-    assert await a.cancel_job(other, "`!train cancel`")  # queued: cancelled at once
+    assert await a.cancel_job(other, "`!forget me`", queued=False) == []  # it read nothing yet
+    assert (await a.channel_job(other)).id == nothing.id
+    assert await a.cancel_job(other, "`!train cancel`") == [nothing.id]  # cancelled at once
     assert (await a.job(nothing.id)).result.startswith("training cancelled by `!train cancel`")
 
 
@@ -113,7 +115,7 @@ async def test_cancel_wins_over_adoption_and_dead_workers_end_in_failure(two: An
     ch = (await a.channel("d", "c")).id
     await a.enqueue_job(ch, 1.0, "alice")
     job = await a.take_job("w1", 30.0)
-    assert await b.cancel_job(ch, "`!forget me`")
+    assert await b.cancel_job(ch, "`!forget me`", queued=False) == [job.id]
     assert await a.heartbeat(job.id, "w1", 30.0) == (True, "`!forget me`")
     text, row = await a.finish_job(job, "w1", NewVersion("v", "mix", {}, b"x"), 5,
                                    lambda r: "adopted")
