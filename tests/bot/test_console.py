@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import queue
 import signal
@@ -12,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot.helpers import JOHN, lines_of, rows
+from bot.__main__ import main
+from bot.core import Core
+from bot.messages import Attachment
+from bot.settings import load_settings
+from tests.bot.helpers import JOHN, lines_of, rows, say
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +69,8 @@ def test_piped_console_answers_each_line_and_exits(env: dict[str, str], tmp_path
     book = tmp_path / "john.txt"
     book.write_text("\n".join(lines_of(JOHN, 1000)))
     done = bot(env, f"!babble\n!prob To be or not to be\n!learn < {book}\n"
-                    f"!learn < {tmp_path / 'missing.txt'}\n", "--channel", "bible")
+                    f"!learn < {tmp_path / 'missing.txt'}\n!learn < /tmp/a\x00b.txt\n"
+                    "!learn < /dev/zero\n", "--channel", "bible")
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     assert out[0].strip()  # the babble
@@ -72,25 +79,31 @@ def test_piped_console_answers_each_line_and_exits(env: dict[str, str], tmp_path
     (picture,) = [line for line in out if line.startswith("[picture: ")]
     assert Path(picture[len("[picture: "):-1]).read_bytes().startswith(b"\x89PNG")
     assert "lines from 'john.txt'" in done.stdout and "cannot read" in done.stdout
+    assert out[-2] == "a file name cannot contain a NUL character"  # and the console goes on
+    assert out[-1].startswith("/dev/zero is not a regular file")
     assert rows(Path(env["BOT_DB"]), "SELECT channel_key FROM channels") == [("bible",)]
     assert "Traceback" not in done.stderr
 
 
-def test_locked_database_at_start_is_a_clear_error(env: dict[str, str]) -> None:
-    db = env["BOT_DB"]
+def test_locked_database_at_start_is_a_clear_error(env: dict[str, str], monkeypatch,
+                                                   capsys) -> None:
+    """In-process through `main`, as `python -m bot` runs it (the piped test runs the process)."""
+    for name, value in {**env, "DB_BUSY_TIMEOUT_S": "0.2"}.items():
+        monkeypatch.setenv(name, value)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], "
          "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); "
-         "time.sleep(60)", db], stdout=subprocess.PIPE, text=True)
+         "time.sleep(60)", env["BOT_DB"]], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        done = bot({**env, "DB_BUSY_TIMEOUT_S": "0.2"}, "!babble\n")
+        status = main(["--console", "--env-file", "none"])
     finally:
         holder.kill()
         holder.wait()
-    assert done.returncode == 2
-    assert "error: database" in done.stderr and "locked by another process" in done.stderr
-    assert "Traceback" not in done.stderr
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "error: database" in err and "locked by another process" in err
+    assert "Traceback" not in err
 
 
 def test_bad_setting_is_a_clear_error(env: dict[str, str]) -> None:
@@ -99,27 +112,12 @@ def test_bad_setting_is_a_clear_error(env: dict[str, str]) -> None:
     assert done.stderr.strip() == "error: setting SAMPLE_WORKERS must be an integer, got 'lots'"
 
 
-def test_sigterm_flushes_pending_writes(env: dict[str, str]) -> None:
-    running = Running({**env, "LISTEN_FLUSH_S": "600", "LISTEN_BATCH": "1000"})
-    running.type("!listen on")
-    running.type("kept one")
-    running.type("kept two")
-    running.type("!help")
-    running.wait_for("commands:")
-    assert rows(Path(env["BOT_DB"]), "SELECT COUNT(*) FROM messages") == [(0,)]  # buffered
-    running.proc.send_signal(signal.SIGTERM)
-    assert running.proc.wait(timeout=30) == 0
-    assert rows(Path(env["BOT_DB"]), "SELECT text FROM messages ORDER BY id") == \
-        [("kept one",), ("kept two",)]
-    assert "Traceback" not in running.proc.stderr.read()
-
-
-def test_sigkill_during_training_loses_nothing(env: dict[str, str], tmp_path: Path) -> None:
+def test_sigkill_during_training_loses_nothing_and_sigterm_flushes(env: dict[str, str],
+                                                                  tmp_path: Path) -> None:
     db = Path(env["BOT_DB"])
     book = tmp_path / "john.txt"
     book.write_text("\n".join(lines_of(JOHN, 6000)))
-    first = bot({**env, "TRAIN_MAX_STEPS": "4"}, f"!learn < {book}\n!train\n")
-    assert "Model v1 answers here now" in first.stdout, first.stdout + first.stderr
+    asyncio.run(_first_version(env, book))  # in-process: a model v1 to keep
     (ckpt,) = rows(db, "SELECT path FROM models")
     messages = rows(db, "SELECT COUNT(*) FROM messages")
 
@@ -132,7 +130,30 @@ def test_sigkill_during_training_loses_nothing(env: dict[str, str], tmp_path: Pa
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
     assert rows(db, "SELECT path FROM models") == [ckpt]
     assert rows(db, "SELECT COUNT(*) FROM messages") == messages
-    after = bot(env, "!model\n!babble --len 20\n")
-    assert after.returncode == 0
-    assert "answering here: this channel's model v1" in after.stdout
-    assert "note:" not in after.stdout  # the previous checkpoint loads fine
+
+    after = Running({**env, "LISTEN_FLUSH_S": "600", "LISTEN_BATCH": "1000"})
+    after.type("!model")
+    assert "answering here: this channel's model v1" in after.wait_for("answering here")
+    after.type("!listen on")
+    after.type("kept one")
+    after.type("kept two")
+    after.type("!help")
+    after.wait_for("commands:")
+    assert rows(db, "SELECT COUNT(*) FROM messages") == messages  # the two are buffered
+    after.proc.send_signal(signal.SIGTERM)
+    assert after.proc.wait(timeout=30) == 0
+    assert rows(db, "SELECT text FROM messages ORDER BY id DESC LIMIT 2") == \
+        [("kept two",), ("kept one",)]
+    stderr = after.proc.stderr.read()
+    assert "Traceback" not in stderr and "note:" not in stderr  # v1 loaded fine
+
+
+async def _first_version(env: dict[str, str], book: Path) -> None:
+    """Train a model v1 for the console channel, with the settings the bot process reads."""
+    settings = dataclasses.replace(load_settings("none", env), train_max_steps=4)
+    async with await Core.open(settings) as core:
+        await say(core, "!learn", channel="console",
+                  files=(Attachment("john.txt", book.read_bytes()),))
+        rec = await say(core, "!train", channel="console")
+        await core.wait_trainings()
+    assert "Model v1 answers here now" in rec.posted[0].last.text, rec.texts

@@ -263,22 +263,6 @@ async def test_console_survives_an_internal_error(core: Core, monkeypatch, caplo
     assert "a bug" in caplog.text
 
 
-def test_piped_console_answers_after_a_nul_path(tmp_path: Path, tiny_base: Path) -> None:
-    """The issue's own command: before, it exited 0 with no output at all."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "--console", "--env-file", "none"],
-        input="!learn < /tmp/a\x00b.txt\n!learn < /dev/zero\n!corpus\n", capture_output=True,
-        text=True, cwd=ROOT, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "BOT_DB": str(tmp_path / "bot.db"),
-             "BOT_CHECKPOINTS": str(tmp_path / "channels"), "BASE_MODEL": str(tiny_base),
-             "LOG_LEVEL": "WARNING"})
-    assert done.returncode == 0, done.stderr
-    out = done.stdout.splitlines()
-    assert out[0] == "a file name cannot contain a NUL character"
-    assert out[1].startswith("/dev/zero is not a regular file")
-    assert out[2].startswith("this channel's corpus: 0 messages")
-
-
 # 11: C1 controls and bidi overrides never reach a chat.
 
 def test_c1_controls_and_bidi_overrides_are_neutralised() -> None:

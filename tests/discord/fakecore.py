@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from bot.messages import Incoming, Reply, ReplyFile, Responder
 
+# How long a `-- slow` command takes: past the front's deferral, inside Discord's 15 minutes.
+SLOW_S = 2.0
+
 
 @dataclass
 class FakeCore:
@@ -63,7 +66,7 @@ class FakeCore:
         elif name == "boom":
             raise RuntimeError("kaboom")
         elif args.endswith(("-- slow", "-- slow private")):  # e.g. /prob sentence:slow
-            await asyncio.sleep(2.0)  # past the front's deferral, inside Discord's 15 minutes
+            await asyncio.sleep(SLOW_S)
             await responder.send(Reply("late", private=args.endswith("private")))
 
     async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool:

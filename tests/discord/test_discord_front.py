@@ -12,9 +12,11 @@ import discord
 import pytest
 import simcord
 
+from bot.discord_front import slash
 from bot.discord_front.errors import INTERNAL
 from bot.discord_front.render import NO_MENTIONS, InteractionSent
 from bot.messages import Reply
+from tests.discord import fakecore
 from tests.discord.fakecore import FakeCore
 from tests.discord.world import World
 
@@ -206,14 +208,23 @@ async def test_expired_interaction_edits_continue_in_the_channel() -> None:
     assert channel.sent[1]["edited"] and channel.sent[0]["allowed_mentions"] == NO_MENTIONS
 
 
-async def test_a_slow_slash_command_is_deferred_then_answered(world: World) -> None:
+@pytest.fixture
+def quick_deferral(monkeypatch) -> None:
+    """The front defers after 0.1 s and a slow command takes 0.4 s (1.5 s and 2 s for real)."""
+    monkeypatch.setattr(slash, "DEFER_AFTER_S", 0.1)
+    monkeypatch.setattr(fakecore, "SLOW_S", 0.4)
+
+
+async def test_a_slow_slash_command_is_deferred_then_answered(world: World,
+                                                              quick_deferral) -> None:
     result = await world.alice.slash(world.general, "prob", sentence="slow")
     callbacks = [r.json for r in world.env.http_requests if r.path.endswith("/callback")]
     assert callbacks[-1] == {"type": 5}  # deferred: "the bot is thinking"
     assert result.response.content == "late" and not result.response.ephemeral
 
 
-async def test_a_late_private_answer_goes_to_the_asker_alone(world: World) -> None:
+async def test_a_late_private_answer_goes_to_the_asker_alone(world: World,
+                                                             quick_deferral) -> None:
     result = await world.alice.slash(world.general, "prob", sentence="slow private")
     assert result.response.content == "(answered privately)"
     (private,) = result.followups

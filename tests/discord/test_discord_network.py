@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.__main__ import main
 from bot.discord_front import build_bot
 from bot.settings import Settings
 from tests.discord.fakecore import FakeCore
@@ -92,22 +94,31 @@ async def test_python_m_bot_serves_discord_and_flushes_on_sigterm(tmp_path: Path
     ("refused-token", None, "Discord refused DISCORD_TOKEN"),
     ("any-token", 1, "cannot reach Discord"),  # nothing listens on port 1
 ])
-async def test_start_up_failures_are_one_line(tmp_path: Path, tiny_base: Path, token, port,
-                                              expected) -> None:
+def test_start_up_failures_are_one_line(tmp_path: Path, tiny_base: Path, monkeypatch, capsys,
+                                        token, port, expected) -> None:
+    """In-process through `main` (the SIGTERM test runs the process): `main` runs its own event
+    loop in this thread, so the fake Discord serves from another."""
     server = FakeDiscord()
-    await server.start()
-    env = {**os.environ, "FAKE_DISCORD_PORT": str(port or server.port), "DISCORD_TOKEN": token,
-           "BOT_DB": str(tmp_path / "bot.db"), "BOT_CHECKPOINTS": str(tmp_path / "channels"),
-           "BASE_MODEL": str(tiny_base), "TORCH_THREADS": "1", "LOG_LEVEL": "WARNING"}
+    loop = asyncio.new_event_loop()
+    serving = threading.Thread(target=loop.run_forever, daemon=True)
+    serving.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
+    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{port or server.port}/api/v10")
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY",
+                        yarl.URL(f"ws://127.0.0.1:{port or server.port}/"))
+    for name, value in {"DISCORD_TOKEN": token, "BOT_DB": str(tmp_path / "bot.db"),
+                        "BOT_CHECKPOINTS": str(tmp_path / "channels"),
+                        "BASE_MODEL": str(tiny_base), "LOG_LEVEL": "WARNING"}.items():
+        monkeypatch.setenv(name, value)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.discord.netrun", env=env, cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+        status = main(["--env-file", os.devnull])
     finally:
-        await server.stop()
-    lines = err.decode().strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, lines
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        serving.join(timeout=10)
+        loop.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, lines
     assert expected in lines[0] and "Traceback" not in lines[0] and token not in lines[0]
 
 
