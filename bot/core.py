@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -320,12 +321,10 @@ class Core:
         `channel_id` None looks in every channel of the platform (Discord ids are unique).
         `listened_only`: keep what a `!learn` in the message taught.
         """
-        removed = False
-        for channel in await self._channels_holding(platform, channel_id, message_id):
-            if await self.services.corpus.delete(channel, message_id, listened_only):
-                self.services.models.forget(channel, "ngram")
-                removed = True
-        return removed
+        corpus = self.services.corpus
+        return await self._change_stored(
+            platform, channel_id, message_id,
+            lambda channel: corpus.delete(channel, message_id, listened_only))
 
     async def message_edited(self, platform: str, channel_id: str | None, message_id: str,
                              new_text: str) -> bool:
@@ -338,9 +337,18 @@ class Core:
                 or len(new_text) > self.settings.max_message_chars:
             return await self.message_deleted(platform, channel_id, message_id,
                                               listened_only=True)
+        corpus = self.services.corpus
+        return await self._change_stored(platform, channel_id, message_id,
+                                         lambda channel: corpus.edit(channel, message_id,
+                                                                     new_text))
+
+    async def _change_stored(self, platform: str, channel_id: str | None, message_id: str,
+                             change: Callable[[int], Awaitable[bool]]) -> bool:
+        """Apply `change` to each channel that may hold a platform message; True if any held
+        it. A channel whose corpus changed answers with a recounted n-gram from then on."""
         changed = False
         for channel in await self._channels_holding(platform, channel_id, message_id):
-            if await self.services.corpus.edit(channel, message_id, new_text):
+            if await change(channel):
                 self.services.models.forget(channel, "ngram")
                 changed = True
         return changed

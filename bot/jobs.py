@@ -129,11 +129,7 @@ class JobTrainer:
             raise UserError("this channel's models are being rewritten after a `!forget me`; "
                             "try `!train` again in a moment")
         texts = await self._store.corpus_texts(channel.id)
-        need = versions.MIN_CORPUS_SYMBOLS
-        if versions.corpus_symbols(texts) < need:
-            raise UserError(f"this channel's corpus is too small to train on: "
-                            f"{sum(map(len, texts)):,} characters; it needs at least about "
-                            f"{need:,}. Add text with `!learn` or `!listen on`")
+        versions.check_corpus_size(texts)
         row, queued = await self._store.enqueue_job(channel.id, minutes, author)
         if not queued:
             raise UserError(f"a training is already running here (started by "

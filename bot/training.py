@@ -139,11 +139,7 @@ class Trainer:
                      minutes: float) -> None:
         epoch = self._corpus_epoch.get(channel.id, 0)
         texts = await self._store.corpus_texts(channel.id)
-        need = versions.MIN_CORPUS_SYMBOLS
-        if versions.corpus_symbols(texts) < need:
-            raise UserError(f"this channel's corpus is too small to train on: "
-                            f"{sum(map(len, texts)):,} characters; it needs at least about "
-                            f"{need:,}. Add text with `!learn` or `!listen on`")
+        versions.check_corpus_size(texts)
         current = await self._models.for_channel(channel)
         sent = await responder.send(Reply(f"training this channel's model (started by "
                                           f"{author}, up to {minutes:g} min): starting…"))

@@ -86,6 +86,14 @@ def corpus_symbols(texts: list[str]) -> int:
     return sum(len(t.encode("utf-8")) + 1 for t in texts)
 
 
+def check_corpus_size(texts: list[str]) -> None:
+    """UserError unless a channel corpus of these messages is large enough to train on."""
+    if corpus_symbols(texts) < MIN_CORPUS_SYMBOLS:
+        raise UserError(f"this channel's corpus is too small to train on: "
+                        f"{sum(map(len, texts)):,} characters; it needs at least about "
+                        f"{MIN_CORPUS_SYMBOLS:,}. Add text with `!learn` or `!listen on`")
+
+
 def holdout_split(texts: list[str], val_max_chars: int) -> tuple[list[str], list[str]]:
     """Split a corpus into training and held-out units, stably (by a hash of each unit).
 

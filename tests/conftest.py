@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+from bot import versions  # noqa: E402
 from tests.pg.server import PgServer, Unavailable  # noqa: E402
 
 
@@ -51,3 +52,16 @@ def _unavailable(reason: str) -> NoReturn:
 def pg_url(pg_server: PgServer) -> str:
     """The URL of a fresh, empty PostgreSQL database for one test."""
     return pg_server.database()
+
+
+@pytest.fixture
+def always_adopt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every training is adopted (the new mix scores 1 bit/char better), so versions pile up."""
+    real = versions.bits_per_char
+    calls: list[int] = []
+
+    def better_new_model(model, units):  # called for the old model, then for the new one
+        calls.append(1)
+        return real(model, units) - (1.0 if len(calls) % 2 == 0 else 0.0)
+
+    monkeypatch.setattr(versions, "bits_per_char", better_new_model)

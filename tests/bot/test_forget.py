@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import lm
@@ -51,19 +50,6 @@ async def fill_two_authors(core: Core) -> int:
     for i in range(30):
         await say(core, f"!learn alice says {ALICE_WORD} number {i}", author="alice", mod=False)
     return len(book)
-
-
-@pytest.fixture
-def always_adopt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every training is adopted (the new mix scores 1 bit/char better), so versions pile up."""
-    real = versions.bits_per_char
-    calls: list[int] = []
-
-    def better_new_model(model, units):  # called for the old model, then for the new one
-        calls.append(1)
-        return real(model, units) - (1.0 if len(calls) % 2 == 0 else 0.0)
-
-    monkeypatch.setattr(versions, "bits_per_char", better_new_model)
 
 
 async def test_forget_me_rewrites_every_checkpoint(settings, always_adopt) -> None:

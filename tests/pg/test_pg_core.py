@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lm
-from bot import version_bytes, versions
+from bot import version_bytes
 from bot.core import Core
 from bot.settings import Settings
 from tests.bot.helpers import reply_of, say, wait_for
@@ -18,19 +18,6 @@ from tests.bot.test_forget import ALICE_WORD, BOB_WORD, fill_two_authors, ngram_
 from tests.bot.test_training import PNG, fill
 
 pytestmark = pytest.mark.usefixtures("pg_server")
-
-
-@pytest.fixture
-def always_adopt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every training is adopted (the new mix scores 1 bit/char better)."""
-    real = versions.bits_per_char
-    calls: list[int] = []
-
-    def better_new_model(model, units):  # called for the old model, then for the new one
-        calls.append(1)
-        return real(model, units) - (1.0 if len(calls) % 2 == 0 else 0.0)
-
-    monkeypatch.setattr(versions, "bits_per_char", better_new_model)
 
 
 async def stored_ngrams(core: Core, channel: int) -> list[str]:
