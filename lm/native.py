@@ -115,6 +115,17 @@ def _addr(a: np.ndarray | torch.Tensor, dtype: type) -> int:
     return a.ctypes.data
 
 
+def memory_block(a: np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """The address and size in bytes of the memory block that an array (numpy or torch) is a
+    view of: what counts memory shared by several arrays once."""
+    if isinstance(a, torch.Tensor):
+        storage = a.untyped_storage()
+        return storage.data_ptr(), storage.nbytes()
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.ctypes.data, a.nbytes
+
+
 def _check(status: int, vocab: int) -> None:
     if status == _BAD_ID:
         raise IndexError(f"symbol id out of range: ids must lie in 0..{vocab - 1}")
@@ -313,7 +324,8 @@ class Drawer:
         self.vocab = logp.shape[1]
         self.work = np.empty(self.vocab)
         self.keep = (logp, masks)
-        self.at = (_addr(logp, np.float32), _addr(masks, np.uint8), self.work.ctypes.data)
+        self.logp, self.masks = _addr(logp, np.float32), _addr(masks, np.uint8)
+        self.row_bytes, self.at_work = 4 * self.vocab, self.work.ctypes.data
         self.rows, self.states = logp.shape[0], masks.shape[0]
         self.call = _lib().cdll.draw
 
@@ -321,6 +333,5 @@ class Drawer:
         """The symbol drawn from logp[row] under masks[state] with uniform number u."""
         if not (0 <= row < self.rows and 0 <= state < self.states):
             raise IndexError(f"draw: row {row} or mask {state} out of range")
-        logp, masks, work = self.at
-        return self.call(self.vocab, logp + 4 * self.vocab * row, masks + self.vocab * state,
-                         temperature, u, work)
+        return self.call(self.vocab, self.logp + self.row_bytes * row,
+                         self.masks + self.vocab * state, temperature, u, self.at_work)

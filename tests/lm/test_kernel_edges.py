@@ -82,6 +82,17 @@ def test_a_weight_edited_in_place_is_never_read_stale(kind):
     assert after == pytest.approx(torch_score(m, text), abs=1e-3)
 
 
+@needs_kernels
+def test_a_runner_is_built_once_and_again_only_after_an_edit():
+    m = Mix([half_gru(), make("ngram")], [0.5, 0.5]).eval()
+    r = runner(m)
+    assert runner(m) is r and runner(m.parts[0]) is r.parts[0]  # parts: their own runners
+    m.parts[1].fit_messages(["a new corpus"])  # a part changed: the mix's runner too
+    fresh = runner(m)
+    assert fresh is not r and fresh.parts[0] is r.parts[0] and fresh.parts[1] is not r.parts[1]
+    assert isinstance(runner(m.train()), TorchRunner)  # training mode: the forward, uncached
+
+
 def test_a_sparse_edit_is_read_after_ready():
     """A few single elements can fall between the fingerprint's samples: ready() builds the
     runner again from the weights as they are."""

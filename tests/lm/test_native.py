@@ -88,6 +88,22 @@ def test_every_copy_of_the_gru_kernel_this_cpu_runs_matches_torch(isa):
         assert torch.allclose(got, ref, atol=1e-4) and torch.allclose(h, h_ref[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("isa", native.isas())
+def test_a_batch_computes_exactly_what_each_sequence_computes_alone(isa):
+    """Sampling draws the same text alone or batched: the batched kernel's arithmetic is the
+    single sequence's, bit for bit, also where the widths leave columns to plain C."""
+    tables = half_gru(hidden=36).kernel_tables()  # 3H = 108 and V = 257: neither divides by 16
+    rows = torch.stack([IDS[0], IDS[0].flip(0), IDS[0].roll(5)])  # [3, T]
+    h, alone = torch.zeros(3, 36), torch.zeros(3, 36)
+    out, one = torch.empty(3, 1, 257), torch.empty(1, 1, 257)
+    for t in range(rows.shape[1]):
+        native.gru_forward(tables, rows[:, t : t + 1].contiguous(), h, logp=out, isa=isa)
+        for b in range(3):
+            native.gru_forward(tables, rows[b : b + 1, t : t + 1].contiguous(), alone[b : b + 1],
+                               logp=one, isa=isa)
+            assert torch.equal(one[0], out[b]) and torch.equal(alone[b], h[b])
+
+
 def test_the_gru_kernel_needs_float16_weights_and_torch_serves_the_rest():
     m = half_gru()
     with torch.no_grad():
