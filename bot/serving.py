@@ -2,7 +2,8 @@
 
 Synchronous model work, run on the pool's threads only; nothing here touches asyncio or SQL.
 Every function is safe to call from a worker thread on models that other threads also read,
-because a model is made ready (`ready`) before it is shared and never changed after.
+because a model is made ready (`lm.ready`: its inference tables built) before it is shared
+and never changed after.
 """
 
 from __future__ import annotations
@@ -52,16 +53,9 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def ready(model: lm.LanguageModel) -> lm.LanguageModel:
-    """Put a model in eval mode and do its lazy set-up now, before other threads share it."""
-    model.eval()
-    lm.score(model, "warm up")
-    return model
-
-
 def load_model(name: str) -> lm.LanguageModel:
     """Load a model by name or path, ready to share; raises lm.LmError with a clear message."""
-    return ready(lm.load(name))
+    return lm.ready(lm.load(name))
 
 
 def _try_load(name: str, what: str, notes: list[str]) -> lm.LanguageModel | None:

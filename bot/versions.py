@@ -20,7 +20,7 @@ from typing import Any
 
 import lm
 from bot.errors import UserError
-from bot.serving import load_model, part, ready
+from bot.serving import load_model, part
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def count_ngram(texts: list[str]) -> lm.LanguageModel | None:
     if corpus_symbols(texts) < lm.MIN_TRAIN_CHARS:
         return None
     try:
-        return ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
+        return lm.ready(lm.train(texts, lm.TrainConfig(kind="ngram")).model)
     except lm.LmError as err:  # a corpus lm still finds too small: use the base n-gram
         log.info("no channel n-gram: %s", err)
         return None
@@ -159,7 +159,7 @@ def train_channel(job: ChannelTraining, progress: Callable[[lm.Progress], None],
         return TrainOutcome(None, None, None, rnn_res, rnn_res.history, True,
                             time.monotonic() - t0)
     ngram = lm.train(train, lm.TrainConfig(kind="ngram")).model
-    mix = ready(lm.fit_mix([rnn_res.model, ngram], val))
+    mix = lm.ready(lm.fit_mix([rnn_res.model, ngram], val))
     before = bits_per_char(job.old_answer, val)
     after = bits_per_char(mix, val)
     out = TrainOutcome(mix, before, after, rnn_res, rnn_res.history, False,

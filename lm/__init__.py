@@ -13,6 +13,7 @@ from lm.memory import memory_bytes
 from lm.mixing import fit_mix
 from lm.models import LanguageModel
 from lm.models.recurrent import NATIVE_MAX_BATCH as MAX_BATCH
+from lm.runners import ready
 from lm.sampling import MIN_TEMPERATURE, SampleConfig, sample, sample_many
 from lm.scoring import CharScore, Evaluation, Score, evaluate, score, score_many
 from lm.trainer import MIN_TRAIN_CHARS, Progress, TrainConfig, TrainResult, train
@@ -37,7 +38,7 @@ def recount(model: LanguageModel, messages: list[str]) -> LanguageModel:
 __all__ = [
     "MAX_BATCH", "MIN_TEMPERATURE", "MIN_TRAIN_CHARS", "CharScore", "CheckpointError",
     "Evaluation", "LanguageModel", "LmError", "Progress", "SampleConfig", "Score",
-    "TrainConfig", "TrainResult", "component", "evaluate", "fit_mix", "load",
+    "TrainConfig", "TrainResult", "component", "evaluate", "fit_mix", "ready", "load",
     "load_checkpoint", "memory_bytes", "parts", "recount", "sample", "sample_many", "save",
     "score", "score_many", "train",
 ]

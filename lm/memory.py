@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lm import native
 from lm.models.base import LanguageModel
 
 MAX_DEPTH = 6  # containers nested deeper than this inside a module are not looked into
@@ -28,21 +29,10 @@ def memory_bytes(model: LanguageModel | None) -> int:
     return total
 
 
-def _block(value: torch.Tensor | np.ndarray) -> tuple[int, int]:
-    """The address and size in bytes of the memory block an array is a view of."""
-    if isinstance(value, torch.Tensor):
-        storage = value.untyped_storage()
-        return storage.data_ptr(), storage.nbytes()
-    root = value
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    return root.ctypes.data, root.nbytes
-
-
 def _held(value: Any, seen: set[int], depth: int) -> int:
     """Bytes of the arrays in `value` whose blocks are not yet in `seen` (which grows)."""
     if isinstance(value, torch.Tensor | np.ndarray):
-        key, size = _block(value)
+        key, size = native.memory_block(value)
         if size == 0 or key in seen:
             return 0
         seen.add(key)

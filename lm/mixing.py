@@ -7,6 +7,7 @@ import torch
 from lm.errors import LmError
 from lm.models import LanguageModel, Mix
 from lm.models.mix import DEFAULT_EDGES, fit_weights
+from lm.runners import runner
 from lm.scoring import message_groups, restrict
 from lm.vocab import BOUNDARY, decoder_states, encode
 
@@ -37,12 +38,23 @@ def _rows_targets(mix: Mix, x: torch.Tensor, st: torch.Tensor, chunk: int = 2048
         state = mix.initial_state(x.shape[0])
         for s in range(0, x.shape[1] - 1, chunk):
             e = min(s + chunk, x.shape[1] - 1)
-            lps, state = mix.component_logprobs(x[:, s:e], state)  # [K, B, T, V]
+            lps, state = _parts_logprobs(mix, x[:, s:e], state)  # [K, B, T, V]
             bk.append(mix.buckets(lps))
             lps = restrict(lps, st[:, s + 1 : e + 1])  # [K, B, T, V]
             nxt = x[:, s + 1 : e + 1].expand(len(lps), -1, -1)[..., None]
             tl.append(lps.gather(3, nxt)[..., 0])
     return torch.cat(tl, dim=2), torch.cat(bk, dim=1)
+
+
+def _parts_logprobs(mix: Mix, ids: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+    """Each part's log-probs [K, B, T, V] through its runner (its kernel where it has one),
+    and the parts' new states."""
+    outs, states = [], []
+    for part, st in zip(mix.parts, state, strict=True):
+        lp, st = runner(part).logprobs(ids, st)
+        outs.append(lp)
+        states.append(st)
+    return torch.stack(outs), tuple(states)
 
 
 def fit_mix(models: list[LanguageModel], val_messages: list[str] | str,

@@ -53,14 +53,6 @@ class LanguageModel(nn.Module):
         """
         return self.forward(ids, state)
 
-    def stepper(self, batch: int, out: np.ndarray | None = None) -> Stepper:
-        """A reader that feeds symbols to this model and keeps the state (what sampling drives).
-
-        The default calls `forward`; models with a compiled kernel return one that skips
-        torch's per-call overhead and computes the same numbers.
-        """
-        return Stepper(self, batch, out)
-
     @property
     def device(self) -> torch.device:
         """Where the model's tensors live (CPU for models without any)."""
