@@ -21,6 +21,7 @@ import asyncpg
 
 from bot.records import ModelRow
 
+JOB_KEEP_S = 3600.0  # an ended job row is deleted this long after it ended (its follower read it)
 MAX_TRIES = 3  # a job that took its worker down this often fails instead of taking another
 ACTIVE = ("queued", "running")
 _JOB_COLS = ("id, channel, state, minutes, started_by, cancel_by, worker, tries, progress, "
@@ -116,16 +117,21 @@ class JobQueries:
         """Ask the channel's running job (and, with `queued`, its queued one, which stops at
         once) to stop; the ids of the jobs asked. The first who asked is named."""
         async with self._tx() as con:
-            stopped = [] if not queued else await con.fetch(
-                "UPDATE jobs SET state = 'cancelled', cancel_by = COALESCE(cancel_by, $2), "
-                "result = 'training cancelled by ' || COALESCE(cancel_by, $2) || ' before it "
-                "started; the model is unchanged', finished_at = $3 WHERE channel = $1 AND "
-                "state = 'queued' RETURNING id", channel, by, time.time())
-            running = await con.fetch("UPDATE jobs SET cancel_by = COALESCE(cancel_by, $2) "
-                                      "WHERE channel = $1 AND state = 'running' RETURNING id",
-                                      channel, by)
-            for r in (*stopped, *running):
-                await self._notify(con, "job", channel, job=r[0])
+            return await self._cancel_jobs(con, channel, by, queued)
+
+    async def _cancel_jobs(self, con: asyncpg.Connection, channel: int, by: str,
+                           queued: bool) -> list[int]:
+        """`cancel_job` within the caller's transaction."""
+        stopped = [] if not queued else await con.fetch(
+            "UPDATE jobs SET state = 'cancelled', cancel_by = COALESCE(cancel_by, $2), "
+            "result = 'training cancelled by ' || COALESCE(cancel_by, $2) || ' before it "
+            "started; the model is unchanged', finished_at = $3 WHERE channel = $1 AND "
+            "state = 'queued' RETURNING id", channel, by, time.time())
+        running = await con.fetch("UPDATE jobs SET cancel_by = COALESCE(cancel_by, $2) "
+                                  "WHERE channel = $1 AND state = 'running' RETURNING id",
+                                  channel, by)
+        for r in (*stopped, *running):
+            await self._notify(con, "job", channel, job=r[0])
         return [r[0] for r in (*stopped, *running)]
 
     async def take_job(self, worker: str, lease_s: float) -> JobRow | None:
@@ -158,6 +164,9 @@ class JobQueries:
                 "tries >= $1) RETURNING id, channel", MAX_TRIES, time.time())
             for r in rows:
                 await self._notify(con, "job", r[1], job=r[0])
+            # Ended rows name who started them and keep a curve: gone once followers read them.
+            await con.execute("DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND "
+                              "finished_at < $1", time.time() - JOB_KEEP_S)
         return len(rows)
 
     async def heartbeat(self, job_id: int, worker: str, lease_s: float,

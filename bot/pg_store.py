@@ -65,6 +65,7 @@ class PgStore(Events, Versions, JobQueries, ImportQueries):
         self._subscribers: list[Callable[[Event], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -80,6 +81,7 @@ class PgStore(Events, Versions, JobQueries, ImportQueries):
         try:
             await store._migrate()
             await store._listen()
+            store._start_watch()
         except BaseException as err:
             await pool.close()
             if isinstance(err, DB_ERRORS):
@@ -91,9 +93,10 @@ class PgStore(Events, Versions, JobQueries, ImportQueries):
     async def close(self) -> None:
         """Stop listening and close every connection."""
         self._closed = True
-        if self._relisten is not None:
-            self._relisten.cancel()
-            await asyncio.gather(self._relisten, return_exceptions=True)
+        tasks = [t for t in (self._relisten, self._watch) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._listener is not None:
             with contextlib.suppress(*DB_ERRORS):
                 await self._listener.close()
@@ -356,6 +359,10 @@ class PgStore(Events, Versions, JobQueries, ImportQueries):
     async def forget_channel(self, channel: int) -> tuple[int, list[str]]:
         """Empty a channel's corpus and drop its models: (messages removed, version names)."""
         async with self._tx() as con:
+            # Its jobs end in this transaction, before the channel's row is held (finish_job's
+            # lock order): a training that read the corpus adopts nothing, a queued one never
+            # reads it.
+            await self._cancel_jobs(con, channel, "`!forget all`", True)
             await self._lock_channel(con, channel)
             paths = [r[0] for r in await con.fetch("SELECT path FROM models WHERE channel = $1",
                                                    channel)]

@@ -64,6 +64,7 @@ class TrainWorker:
         self._held: _Held | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: asyncio.Task[None] | None = None
+        self._closing = False
         self.finished = 0  # jobs this worker ended (for tests and logs)
 
     def start(self) -> None:
@@ -79,6 +80,7 @@ class TrainWorker:
 
     async def close(self) -> None:
         """Stop taking jobs; a running one stops and goes back to the queue."""
+        self._closing = True  # the loop wakes with the running job's end: it takes no other
         if self._held is not None:
             self._held.shutdown = True
             self._held.cancel.set()
@@ -90,7 +92,7 @@ class TrainWorker:
 
     async def _loop(self) -> None:
         lease = self._settings.train_lease_s
-        while True:
+        while not self._closing:
             self._wake.clear()
             try:
                 job = await self._store.take_job(self.name, lease)
@@ -112,13 +114,13 @@ class TrainWorker:
 
     async def _run(self, held: _Held) -> None:
         keeper = asyncio.create_task(self._keep(held), name=f"lease-{held.job.id}")
-        folder = Path(tempfile.mkdtemp(prefix="babble-train-"))
+        folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="babble-train-"))
         try:
             text, state, version, curve = await self._train(held, folder)
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
-            shutil.rmtree(folder, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, folder, True)  # a checkpoint: off the loop
         await self._end(held, text, state, version, curve)
 
     async def _train(self, held: _Held, folder: Path) -> tuple[Any, str, NewVersion | None,

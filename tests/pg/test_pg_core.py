@@ -57,7 +57,8 @@ async def test_two_cores_one_database(pg_settings: Settings, always_adopt: None)
         rec = await say(b, "!train")  # B queues it; A's worker takes it; B posts the result
         await b.wait_trainings()
         assert "Model v1 answers here now" in rec.posted[0].last.text, rec.posted[0].last.text
-        assert a.services.trainer.worker.finished == 1
+        # A's worker counts the job once its commit returns, which B may hear of first
+        await wait_for(lambda: a.services.trainer.worker.finished == 1, 1.0)
         await say(a, "!train")
         await a.wait_trainings()
         ch = await b.services.store.channel("console", "c1")

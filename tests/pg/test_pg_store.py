@@ -4,6 +4,8 @@ password hidden, events between processes, the job queue's leases, VACUUM after 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bot import pg_events
 from bot.errors import StoreError
-from bot.pg_jobs import MAX_TRIES, NewVersion
+from bot.pg_events import hide_password
+from bot.pg_jobs import JOB_KEEP_S, MAX_TRIES, NewVersion
 from bot.pg_store import PgStore, redact
 from bot.records import NewMessage
 from bot.schema import PG_SCHEMA_VERSION
@@ -162,3 +166,60 @@ async def test_a_lost_listening_connection_comes_back_and_resets(two: Any) -> No
     while len(heard) < 2 and time.monotonic() - t0 < 5:
         await asyncio.sleep(0.05)
     assert heard == ["reset", "version"]  # and it hears again
+
+
+def test_a_password_in_the_query_string_is_redacted_too() -> None:
+    url = "postgresql://bot@db:5432/babble?sslmode=require&password=hunter2"
+    assert "hunter2" not in redact(url) and "sslmode=require" in redact(url)
+    assert hide_password("auth failed: hunter2", url) == "auth failed: ***"
+
+
+async def test_forget_all_ends_the_channels_jobs_so_none_adopts_afterwards(two: Any) -> None:
+    a, b = two
+    ch = (await a.channel("d", "c")).id
+    await a.enqueue_job(ch, 1.0, "alice")
+    job = await b.take_job("w1", 30.0)  # taken (and the corpus read) just before the forget
+    await a.forget_channel(ch)
+    text, row = await b.finish_job(job, "w1", NewVersion("v", "mix", {}, b"x"), 5,
+                                   lambda r: "adopted")
+    assert row is None and "cancelled" in text, text
+    assert (await a.counts())["models"] == 0 and await a.active_model(ch) is None
+    queued, _ = await a.enqueue_job(ch, 1.0, "bob")
+    await a.forget_channel(ch)
+    assert (await a.job(queued.id)).state == "cancelled"  # never trains on the old corpus
+
+
+async def test_ended_jobs_are_not_kept_forever(two: Any) -> None:
+    a, _ = two
+    ch = (await a.channel("d", "c")).id
+    old, _ = await a.enqueue_job(ch, 1.0, "alice")  # a display name: personal data
+    await a.cancel_job(ch, "`!train cancel`")
+    recent, _ = await a.enqueue_job(ch, 1.0, "bob")
+    await a.cancel_job(ch, "`!train cancel`")
+    async with a._tx() as con:
+        await con.execute("UPDATE jobs SET finished_at = finished_at - $2 WHERE id = $1",
+                          old.id, JOB_KEEP_S + 1)
+    await a.reap_jobs()
+    assert await a.job(old.id) is None and (await a.job(recent.id)).state == "cancelled"
+
+
+async def test_a_listening_connection_that_goes_silent_is_replaced(
+        two: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg_events, "PING_TIMEOUT_S", 0.5)
+    a, b = two
+    heard: list[str] = []
+    b.subscribe(lambda e: heard.append(e["kind"]))
+    pid = b._listener.get_server_pid()
+    os.kill(pid, signal.SIGSTOP)  # as a cut network would: no reset, and no answer either
+    try:
+        t0 = time.monotonic()
+        while "reset" not in heard and time.monotonic() - t0 < 5:
+            await asyncio.sleep(0.05)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert heard == ["reset"]
+    await a.add_model((await a.channel("d", "c")).id, "v1", "mix", {}, b"x")
+    t0 = time.monotonic()
+    while len(heard) < 2 and time.monotonic() - t0 < 5:
+        await asyncio.sleep(0.05)
+    assert heard == ["reset", "version"]
