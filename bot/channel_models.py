@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class LiveNgram:
     """A channel n-gram counted from its corpus at revision `rev`; `model` None if too small."""
 
-    model: Any | None
+    model: lm.LanguageModel | None
     rev: int
     built_at: float  # clock seconds
     nbytes: int
@@ -90,7 +90,7 @@ class ChannelModelSource:
         return ChannelModels(mix, rnn, row.id, f"this channel's model v{row.version}",
                              lm.memory_bytes(mix))
 
-    async def _read(self, row: ModelRow) -> tuple[Any, Any]:
+    async def _read(self, row: ModelRow) -> tuple[lm.LanguageModel, lm.LanguageModel]:
         """A version's mix and RNN, from its folder or (PostgreSQL) its database row."""
         if not self._store.shared:
             return await self._pool.run(versions.load_version,
@@ -111,7 +111,7 @@ class ChannelModelSource:
         elif kind in ("version", "forget") and isinstance(channel, int):
             self.forget(channel)
 
-    def adopt(self, channel: ChannelRow, row: ModelRow, mix: Any) -> None:
+    def adopt(self, channel: ChannelRow, row: ModelRow, mix: lm.LanguageModel) -> None:
         """Swap in a freshly trained version (the old entry is dropped, never changed)."""
         rnn = serving.part(mix, "rnn")
         self.forget(channel.id, "version")
@@ -124,7 +124,7 @@ class ChannelModelSource:
         a load in flight for them is not cached (it may have read a file since rewritten)."""
         self.cache.drop_where(lambda key: key[1] == channel and kind in (None, key[0]))
 
-    async def markov(self, channel: ChannelRow) -> tuple[Any | None, str]:
+    async def markov(self, channel: ChannelRow) -> tuple[lm.LanguageModel | None, str]:
         """The channel's n-gram counted from its corpus, else the base n-gram; and its label."""
         rev = await self._store.corpus_rev(channel.id)
         key = ("ngram", channel.id, None)

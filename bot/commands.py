@@ -85,7 +85,7 @@ def sample_options(s: Settings) -> tuple[Option, ...]:
             Option("n", "K", number(1, s.max_babble_n, integer=True), "how many samples"))
 
 
-async def _pick_model(ctx: Context, which: str) -> Any:
+async def _pick_model(ctx: Context, which: str) -> lm.LanguageModel:
     """The model that `--model` names, for this channel."""
     models = ctx.services.models
     if which == "uniform":

@@ -45,7 +45,7 @@ class TrainJob:
     started_by: str
     sent: Sent
     cancel: threading.Event = field(default_factory=threading.Event)
-    latest: Any = None  # the last lm.Progress reported
+    latest: lm.Progress | None = None  # the last one reported
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     stopped_by: str = "`!train cancel`"  # named in the reply when cancelled
@@ -185,11 +185,11 @@ class Trainer:
             job.cancel.set()
         await self.wait()
 
-    async def _run(self, job: TrainJob, texts: list[str], init: Any, old: Any,
-                   minutes: float) -> None:
+    async def _run(self, job: TrainJob, texts: list[str], init: lm.LanguageModel | None,
+                   old: lm.LanguageModel, minutes: float) -> None:
         loop = asyncio.get_running_loop()
 
-        def progress(p: Any) -> None:  # called on the training thread
+        def progress(p: lm.Progress) -> None:  # called on the training thread
             loop.call_soon_threadsafe(self._progressed, job, p)
 
         editor = asyncio.create_task(self._edit_progress(job))
@@ -216,7 +216,7 @@ class Trainer:
             del self.jobs[job.channel.id]
         await self._edit(job, final)
 
-    def _progressed(self, job: TrainJob, p: Any) -> None:
+    def _progressed(self, job: TrainJob, p: lm.Progress) -> None:
         job.latest = p
         job.changed.set()
 
