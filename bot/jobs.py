@@ -130,6 +130,9 @@ class JobTrainer:
                             "try `!train` again in a moment")
         texts = await self._store.corpus_texts(channel.id)
         versions.check_corpus_size(texts)
+        waiting = [j for j in await self._store.active_jobs() if j.state == "queued"]
+        if len(waiting) >= self._settings.train_queue_limit:  # no worker is free for them
+            raise Busy("the training queue")
         row, queued = await self._store.enqueue_job(channel.id, minutes, author)
         if not queued:
             raise UserError(f"a training is already running here (started by "

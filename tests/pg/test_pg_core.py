@@ -49,6 +49,18 @@ async def test_train_is_a_job_and_its_version_a_row(pg_settings: Settings) -> No
         assert "base model answers here now" in await reply_of(core, "!model rollback")
 
 
+async def test_trainings_waiting_for_a_worker_are_capped(pg_settings: Settings) -> None:
+    """With no worker anywhere, TRAIN_QUEUE_LIMIT queued jobs make the next `!train` busy."""
+    serving = dataclasses.replace(pg_settings, train_here=False, train_queue_limit=1)
+    async with await Core.open(serving) as core:
+        await fill(core, channel="c1")
+        await fill(core, channel="c2")
+        assert "queued for a training worker" in \
+            (await say(core, "!train", channel="c1")).posted[0].reply.text
+        assert "busy" in await reply_of(core, "!train", channel="c2")
+        assert "cancel" in await reply_of(core, "!train cancel", channel="c1")
+
+
 async def test_two_cores_one_database(pg_settings: Settings, always_adopt: None) -> None:
     serving = dataclasses.replace(pg_settings, train_here=False)  # B leaves training to A
     async with await Core.open(pg_settings) as a, await Core.open(serving) as b:
