@@ -154,7 +154,7 @@ ENV_TABLE: tuple[tuple[str, str, str], ...] = (
     ("LOG_LEVEL", "log_level", "least severity of the log lines written to stderr"),
     ("DISCORD_TOKEN", "discord_token", "set it to run the Discord front (secret, never logged)"),
     ("DISCORD_TEST_GUILD", "discord_test_guild", "guild id where slash commands sync at once"),
-    ("DISCORD_MOD_ROLE", "discord_mod_role", "name of a role whose members may moderate"),
+    ("DISCORD_MOD_ROLE", "discord_mod_role", "a role (name or id) whose members may moderate"),
     ("DISCORD_SLASH_ONLY", "discord_slash_only",
      "1: run without the privileged Message Content intent (slash commands only; no `!` "
      "commands, no listening)"),

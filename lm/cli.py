@@ -123,7 +123,8 @@ _READINGS = {"stream": "the file as one stream from a fresh start, no end symbol
 
 def cmd_eval(a: argparse.Namespace) -> None:
     fmt = _formats(a)[0]
-    ev = evaluate(load(a.model), read_text(a.file), split=fmt, lanes=a.lanes, check=a.check)
+    ev = evaluate(load(a.model), read_text(a.file), split=fmt, lanes=a.lanes, warmup=a.warmup,
+                  check=a.check)
     if a.json:
         print(json.dumps({**ev.to_dict(), "format": fmt}))
         return

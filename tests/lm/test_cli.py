@@ -84,6 +84,14 @@ def test_eval_is_exact_by_default_and_lanes_say_so(capsys, ckpt, tmp_path):
     fast = run_json(capsys, "eval", "--model", ckpt, "--file", str(f), "--lanes", "4",
                     "--warmup", "32", "--check", "--json")
     assert fast["lanes"] == 4 and isinstance(fast["lane_error"], float)
+    long = tmp_path / "long.txt"
+    long.write_text(TEXT * 30)
+    warm = run_json(capsys, "eval", "--model", ckpt, "--file", str(long), "--lanes", "4",
+                    "--warmup", "4", "--json")
+    model = lm.load(ckpt)
+    asked, default = (lm.evaluate(model, TEXT * 30, lanes=4, warmup=w).nats for w in (4, 256))
+    assert abs(asked - default) > 1e-3  # the warm-up matters on this text, if only a little
+    assert warm["nats"] == pytest.approx(asked, rel=0, abs=1e-6)
     text = run(capsys, "eval", "--model", ckpt, "--file", str(f), "--lanes", "4")
     assert "approximate: read in 4 lanes" in text
 
