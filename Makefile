@@ -15,7 +15,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml setup.py lm/native.c lm/native_gru.h | $(PY)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[slack]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
