@@ -162,6 +162,13 @@ class Core:
         if self.settings.removal_grace_days == 0:
             await self.sweep_removals()
 
+    async def schedule_removal_under(self, platform: str, key_prefix: str) -> int:
+        """`schedule_removal` for every channel of the platform whose key starts with
+        `key_prefix` (all of a Slack workspace's, when the app is uninstalled); how many."""
+        keys = await self.services.store.channel_keys(platform, key_prefix)
+        await self.schedule_removal(platform, keys)
+        return len(keys)
+
     async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None:
         """The bot is back in these channels: keep their data."""
         await self.services.store.cancel_removals(platform, channel_keys)

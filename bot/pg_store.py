@@ -168,6 +168,12 @@ class PgStore(Events, Versions, JobQueries, ImportQueries):
                               "channel_key = $2", platform, key)
         return None if row is None else _channel(row)
 
+    async def channel_keys(self, platform: str, prefix: str) -> list[str]:
+        """The keys of the platform's channels that start with `prefix` (a Slack workspace's)."""
+        rows = await self._all("SELECT channel_key FROM channels WHERE platform = $1 AND "
+                               "left(channel_key, length($2)) = $2", platform, prefix)
+        return [r[0] for r in rows]
+
     async def channel_by_id(self, channel: int) -> ChannelRow | None:
         """A channel's row by its row id."""
         row = await self._one(f"SELECT {_CHANNEL_COLS} FROM channels WHERE id = $1", channel)

@@ -240,6 +240,12 @@ class Store:
                               "channel_key = ?", (platform, key))
         return None if row is None else _channel(row)
 
+    async def channel_keys(self, platform: str, prefix: str) -> list[str]:
+        """The keys of the platform's channels that start with `prefix` (a Slack workspace's)."""
+        rows = await self._all("SELECT channel_key FROM channels WHERE platform = ? AND "
+                               "substr(channel_key, 1, length(?)) = ?", (platform, prefix, prefix))
+        return [r[0] for r in rows]
+
     async def channel_by_id(self, channel: int) -> ChannelRow | None:
         """A channel's row by its row id."""
         row = await self._one(f"SELECT {_CHANNEL_COLS} FROM channels WHERE id = ?", (channel,))

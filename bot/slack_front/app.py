@@ -75,6 +75,8 @@ class FrontCore(Protocol):
 
     async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None: ...
 
+    async def schedule_removal_under(self, platform: str, key_prefix: str) -> int: ...
+
     async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None: ...
 
 
@@ -118,6 +120,7 @@ class SlackFront:
         for gone in ("member_left_channel", "channel_deleted", "group_deleted"):
             self.app.event(gone)(self._on_gone)
         self.app.event("member_joined_channel")(self._on_joined)
+        self.app.event("app_uninstalled")(self._on_uninstalled)
         core.add_help(IMPORT_USAGE, IMPORT_HELP)
 
     # Listeners: quick, so that bolt acknowledges at once; the work runs in a kept task.
@@ -161,6 +164,18 @@ class SlackFront:
         if left is None or left == context.get("bot_user_id"):
             key = channel_key(team_of(body), str(event.get("channel")))
             self.spawn(self.core.schedule_removal(PLATFORM, [key]), str(event.get("type")))
+
+    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
+        """The workspace removed the app: every channel of it goes after REMOVAL_GRACE_DAYS, as
+        when a Discord server removes the bot (installing it again within that time keeps them:
+        the channels the bot is in are kept at start)."""
+        team = team_of(body)
+        if team:
+            self.spawn(self._remove_workspace(team), "app_uninstalled")
+
+    async def _remove_workspace(self, team: str) -> None:
+        count = await self.core.schedule_removal_under(PLATFORM, channel_key(team, ""))
+        log.info("app uninstalled from %s: %d channels scheduled for removal", team, count)
 
     async def _on_joined(self, event: dict[str, Any], body: dict[str, Any],
                          context: dict[str, Any]) -> None:

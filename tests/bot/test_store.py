@@ -75,6 +75,15 @@ async def test_platforms_never_see_each_other(store: Any) -> None:
     assert await store.channels_with_message("slack", "1") == []
 
 
+async def test_channel_keys_by_prefix(store: Any) -> None:
+    for platform, key in (("slack", "T1:C1"), ("slack", "T1:C2"), ("slack", "T10:C1"),
+                          ("discord", "T1:C3"), ("slack", "%_:C4")):
+        await store.channel(platform, key)
+    assert sorted(await store.channel_keys("slack", "T1:")) == ["T1:C1", "T1:C2"]
+    assert await store.channel_keys("slack", "%_:") == ["%_:C4"]  # no pattern characters
+    assert await store.channel_keys("console", "") == []
+
+
 async def test_dedup_delete_edit_forget(store: Any) -> None:
     ch = (await store.channel("discord", "c")).id
     added = await store.add_messages(ch, [msg("one", "a", "m1"), msg("two", "b", "m2"),

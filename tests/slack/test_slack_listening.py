@@ -118,3 +118,11 @@ async def test_a_channel_the_bot_leaves_is_removed_after_the_grace_period(
     assert await front.keep_present("T1") == 0
     assert await front.keep_present("T1") == 1  # at start: the bot is in C1 after all
     assert removals(core) == ["T1:C5"]
+
+
+async def test_uninstalling_the_app_removes_the_workspace_after_the_grace_period(
+        front: SlackFront, core: Core) -> None:
+    for key in ("T1:C1", "T1:C2", "T10:C1", "T2:C1"):
+        await core.services.store.channel("slack", key)
+    await deliver(front, event_body({"type": "app_uninstalled"}))  # sent by workspace T1
+    assert removals(core) == ["T1:C1", "T1:C2"]  # not T10's, whose id starts the same
