@@ -48,6 +48,7 @@ class _Held:
     sent: lm.Progress | None = None  # the progress last written to the database
     lost: bool = False  # another worker holds the job now
     shutdown: bool = False
+    trained: asyncio.Event = field(default_factory=asyncio.Event)  # the lease keeper ends
 
 
 class TrainWorker:
@@ -118,7 +119,11 @@ class TrainWorker:
         try:
             text, state, version, curve = await self._train(held, folder)
         finally:
-            keeper.cancel()
+            # Ended, not cancelled: a heartbeat cancelled inside its transaction could leave
+            # the job row locked until its connection is reset, and the job's last write
+            # (give back, finish) waits on that lock.
+            held.trained.set()
+            held.poke.set()
             await asyncio.gather(keeper, return_exceptions=True)
             await asyncio.to_thread(shutil.rmtree, folder, True)  # a checkpoint: off the loop
         await self._end(held, text, state, version, curve)
@@ -212,10 +217,12 @@ class TrainWorker:
         """Renew the lease every third of it (and record progress, at most every
         PROGRESS_EDIT_S); stop the training when the job is lost or asked to stop."""
         lease = self._settings.train_lease_s
-        while True:
+        while not held.trained.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(held.poke.wait(), lease / 3)
             held.poke.clear()
+            if held.trained.is_set():
+                return
             latest = held.latest
             progress = None if latest is held.sent or latest is None \
                 else dataclasses.asdict(latest)
@@ -224,7 +231,7 @@ class TrainWorker:
                                                             progress)
             except StoreError as err:
                 log.warning("lease of training job %d not renewed: %s", held.job.id, err)
-                await asyncio.sleep(1.0)
+                await _pause(held, 1.0)
                 continue
             held.sent = latest
             if not ok:
@@ -232,7 +239,13 @@ class TrainWorker:
             if not ok or cancel_by is not None:
                 held.cancel.set()
                 return
-            await asyncio.sleep(min(self._settings.progress_edit_s, lease / 3))
+            await _pause(held, min(self._settings.progress_edit_s, lease / 3))
+
+
+async def _pause(held: _Held, seconds: float) -> None:
+    """Wait `seconds`, or less if the training ends meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(held.trained.wait(), seconds)
 
 
 async def run_worker(settings: Settings) -> int:
