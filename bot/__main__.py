@@ -7,13 +7,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from bot.errors import SettingsError, StoreError
 from bot.settings import Settings, load_settings, with_db
+from bot.signals import stop_on_signals
 
 log = logging.getLogger("bot")
 
@@ -72,10 +72,7 @@ async def run_console(settings: Settings, channel: str) -> int:
     from bot.core import Core
 
     core = await Core.open(settings.without_cooldowns())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         chat = asyncio.create_task(ConsoleFront(core, channel).run())
         stopper = asyncio.create_task(stop.wait())

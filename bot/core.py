@@ -25,7 +25,7 @@ from bot.channel_models import ChannelModelSource
 from bot.commands import CHIME_GAP_S, Context, Services, build_commands
 from bot.cooldown import Clock, Cooldowns
 from bot.corpus import Corpus
-from bot.errors import Busy, CooldownError, StoreError, UserError
+from bot.errors import Busy, CooldownError, UserError
 from bot.messages import Attachment, Incoming, Reply, ReplyFile, Responder, Sent, reply_limit
 from bot.parsing import parse_options, split_command
 from bot.pool import WorkerPool
@@ -189,10 +189,7 @@ class Core:
                 svc.models.forget(channel.id)
                 await svc.trainer.tidy(channel, patient=True)
         if due:
-            try:
-                await svc.store.truncate_wal()
-            except StoreError:
-                svc.corpus.queue_erasure(svc.store.truncate_wal)
+            await svc.corpus.empty_wal_or_queue()
             log.info("removed the data of %d channel(s) after their grace period", len(due))
         return len(due)
 

@@ -298,6 +298,13 @@ class Corpus:
         await self._store.truncate_wal()
         return done
 
+    async def empty_wal_or_queue(self) -> None:
+        """After an erasure the store did: empty the WAL now, or retry until it succeeds."""
+        try:
+            await self._store.truncate_wal()
+        except StoreError:
+            self.queue_erasure(self._store.truncate_wal)
+
     def queue_erasure(self, erase: Callable[[], Awaitable[object]]) -> None:
         """Retry an erasure that failed, every `retry_s` seconds until it succeeds. `erase`
         does all of it (rows, WAL, checkpoints) and raises StoreError when it fails again."""

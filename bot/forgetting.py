@@ -40,10 +40,7 @@ async def forget(ctx: Context) -> Reply:
     removed, _ = await svc.store.forget_channel(ch.id)
     svc.models.forget(ch.id)
     await svc.trainer.tidy(ch, patient=True)  # Busy here: `!forget all` again finishes it
-    try:
-        await svc.store.truncate_wal()
-    except StoreError:
-        svc.corpus.queue_erasure(svc.store.truncate_wal)
+    await svc.corpus.empty_wal_or_queue()
     return Reply(f"forgot this channel: {replies.count(removed, 'message')} and every trained "
                  "model are gone; the shipped base model answers here again")
 

@@ -46,7 +46,6 @@ class Followed:
     latest: lm.Progress | None = None
     sent: Sent | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
 
 
 class JobTrainer:
@@ -142,9 +141,9 @@ class JobTrainer:
         followed.sent = await responder.send(Reply(
             f"training this channel's model (started by {author}, up to {minutes:g} min): "
             "queued for a training worker…"))
-        followed.task = asyncio.create_task(self._follow(followed), name=f"follow-{row.id}")
-        self._mine.add(followed.task)
-        followed.task.add_done_callback(self._mine.discard)
+        task = asyncio.create_task(self._follow(followed), name=f"follow-{row.id}")
+        self._mine.add(task)
+        task.add_done_callback(self._mine.discard)
 
     def cancel(self, channel: ChannelRow) -> bool:
         """Ask the channel's training to stop, wherever it runs; False when none is known."""
@@ -242,16 +241,8 @@ class JobTrainer:
 
     async def _rewrite(self, texts: list[str],
                        blobs: dict[int, bytes]) -> tuple[dict[int, bytes | None], Scrubbed]:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + PATIENCE_S
-        while True:
-            try:
-                return await self._pool.run(version_bytes.scrub_bytes, blobs, texts,
-                                            self._settings.train_val_max_chars)
-            except Busy:
-                if loop.time() >= end or self._pool.closed:
-                    raise
-                await asyncio.sleep(0.25)
+        return await self._pool.run_patiently(PATIENCE_S, version_bytes.scrub_bytes, blobs,
+                                              texts, self._settings.train_val_max_chars)
 
 
 def wire(store: Any, models: ChannelModelSource, corpus: Corpus, trainer: JobTrainer) -> None:

@@ -91,6 +91,19 @@ class WorkerPool:
         """Run a sampling, scoring or loading job on the sample pool; Busy when it is full."""
         return await self._run(self._sample, "the model queue", fn, args)
 
+    async def run_patiently(self, patience_s: float, fn: Callable[..., T], *args: object) -> T:
+        """`run`, tried again while the queue is full, for up to `patience_s` seconds (work
+        that must not be dropped, such as rewriting checkpoints after a forget); then Busy."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + patience_s
+        while True:
+            try:
+                return await self.run(fn, *args)
+            except Busy:
+                if loop.time() >= end or self._closed:
+                    raise
+                await asyncio.sleep(0.25)
+
     async def run_batched(self, key: Hashable, fn: Callable[[list[A]], list[T]], item: A,
                           max_batch: int) -> T:
         """Run `fn` on a list of items that wait together under `key`; this item's result.

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from bot.pg_jobs import JobRow, NewVersion
 from bot.pool import WorkerPool
 from bot.records import ModelRow
 from bot.settings import Settings
+from bot.signals import stop_on_signals
 from bot.training import cancelled_text, channel_folder, result_text, train_config
 from bot.versions import ChannelTraining, TrainOutcome
 
@@ -264,10 +264,7 @@ async def run_worker(settings: Settings) -> int:
         store.subscribe(models.on_event)
         worker = TrainWorker(settings, pool, store, models)
         store.subscribe(worker.on_event)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         worker.start()
         log.info("training worker %s ready (device %s)", worker.name, settings.train_device)
         await stop.wait()

@@ -111,10 +111,6 @@ class Trainer:
         self._scrubbing: dict[int, asyncio.Lock] = {}  # one rewrite of a channel at a time
         self.unscrubbed: set[int] = set()  # channels whose rewrite was refused as Busy
 
-    def config(self, minutes: float) -> lm.TrainConfig:
-        """The lm.TrainConfig of a channel training with a budget of `minutes`."""
-        return train_config(self._settings, minutes)
-
     async def start(self, channel: ChannelRow, author: str, responder: Responder,
                     minutes: float) -> None:
         """Check the request, send the progress message, and start the training task."""
@@ -199,7 +195,7 @@ class Trainer:
         try:
             outcome = await self._pool.run_training(
                 versions.train_channel, ChannelTraining(
-                    tuple(texts), init, old, self.config(minutes),
+                    tuple(texts), init, old, train_config(self._settings, minutes),
                     self._settings.train_val_max_chars, self._settings.checkpoint_dir / rel,
                     summary), progress, job.cancel)
             final = await self._finish(job, outcome, rel, summary)
@@ -269,8 +265,8 @@ class Trainer:
         keep = {Path(m.path).name for m in await self._store.models(channel.id)}
         folder = self._settings.checkpoint_dir / channel_folder(channel)
         try:
-            gone = await self._run_patiently(PATIENCE_S if patient else 0.0,
-                                             versions.remove_unlisted, folder, keep)
+            gone = await self._pool.run_patiently(PATIENCE_S if patient else 0.0,
+                                                  versions.remove_unlisted, folder, keep)
         except Busy:
             if patient:
                 raise
@@ -295,23 +291,12 @@ class Trainer:
             keep = {Path(m.path).name for m in await self._store.models(channel.id)}
             folder = self._settings.checkpoint_dir / channel_folder(channel)
             try:
-                done = await self._run_patiently(PATIENCE_S, versions.scrub_versions, folder, keep,
-                                                 texts, self._settings.train_val_max_chars)
+                done = await self._pool.run_patiently(
+                    PATIENCE_S, versions.scrub_versions, folder, keep, texts,
+                    self._settings.train_val_max_chars)
             finally:
                 self._models.forget(channel.id)  # no cached model may answer from the old files
             self.unscrubbed.discard(channel.id)
         log.info("channel %d: %d version(s) rewritten, %d unreadable deleted, %d orphan(s) "
                  "deleted after a forget", channel.id, done.rewritten, done.deleted, done.orphans)
         return stopped, done
-
-    async def _run_patiently(self, patience_s: float, fn: Any, *args: object) -> Any:
-        """`pool.run`, retried while the queue is full for up to `patience_s` seconds."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + patience_s
-        while True:
-            try:
-                return await self._pool.run(fn, *args)
-            except Busy:
-                if loop.time() >= end or self._pool.closed:
-                    raise
-                await asyncio.sleep(0.25)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.discord_front.convert import PLATFORM
 from bot.errors import SettingsError
-from bot.messages import Incoming, Responder
+from bot.messages import FrontCore
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,36 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SYNC_KEY = "discord.slash_commands"  # front state: "<guild id or global>:<hash>" last synced
-
-
-class FrontCore(Protocol):
-    """The part of `bot.core.Core` this front calls."""
-
-    async def handle(self, msg: Incoming, responder: Responder) -> None: ...
-
-    async def run_command(
-        self, msg: Incoming, name: str, args: str, responder: Responder
-    ) -> None: ...
-
-    async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool: ...
-
-    async def message_edited(
-        self, platform: str, channel_id: str, message_id: str, new_text: str
-    ) -> bool: ...
-
-    async def import_messages(self, msgs: list[Incoming]) -> int: ...
-
-    async def admit(self, msg: Incoming, responder: Responder) -> bool: ...
-
-    def add_help(self, usage: str, text: str) -> None: ...
-
-    async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None: ...
-
-    async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None: ...
-
-    async def front_state(self, key: str) -> str | None: ...
-
-    async def set_front_state(self, key: str, value: str) -> None: ...
 
 
 def intents(slash_only: bool = False) -> discord.Intents:

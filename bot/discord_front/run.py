@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import aiohttp
 import discord
@@ -16,6 +15,7 @@ import discord
 from bot.discord_front.client import build_bot
 from bot.errors import SettingsError
 from bot.settings import Settings
+from bot.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ async def serve(settings: Settings) -> None:
     try:
         bot = build_bot(core, settings)
         async with bot:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
+            stop = stop_on_signals()
             runner = asyncio.create_task(bot.start(settings.discord_token))
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
@@ -25,7 +25,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.messages import Incoming, Reply, Responder
+from bot.messages import FrontCore, Incoming, Reply
 from bot.parsing import split_command
 from bot.safety import safe_text
 from bot.settings import Settings
@@ -52,32 +52,6 @@ IMPORT_USAGE = "import"
 IMPORT_HELP = ("not on Slack: Slack lets apps outside its Marketplace read a channel's history "
                "about once a minute, 15 messages at a time; `!listen on` stores what is said "
                "from now on")
-
-
-class FrontCore(Protocol):
-    """The part of `bot.core.Core` this front calls."""
-
-    async def handle(self, msg: Incoming, responder: Responder) -> None: ...
-
-    async def run_command(
-        self, msg: Incoming, name: str, args: str, responder: Responder
-    ) -> None: ...
-
-    async def admit(self, msg: Incoming, responder: Responder) -> bool: ...
-
-    async def message_deleted(self, platform: str, channel_id: str, message_id: str) -> bool: ...
-
-    async def message_edited(
-        self, platform: str, channel_id: str, message_id: str, new_text: str
-    ) -> bool: ...
-
-    def add_help(self, usage: str, text: str) -> None: ...
-
-    async def schedule_removal(self, platform: str, channel_keys: list[str]) -> None: ...
-
-    async def schedule_removal_under(self, platform: str, key_prefix: str) -> int: ...
-
-    async def cancel_removal(self, platform: str, channel_keys: list[str]) -> None: ...
 
 
 class SeenEvents:

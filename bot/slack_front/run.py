@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -26,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import SettingsError
 from bot.settings import Settings
+from bot.signals import stop_on_signals
 from bot.slack_front.app import SlackFront
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     log.info("Slack: signed in as %s (%s) in workspace %s", me.get("user"), me.get("user_id"),
              me.get("team"))
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     core = await Core.open(settings)
     try:
         front = SlackFront(core, settings, client)

@@ -13,7 +13,7 @@ import lm
 from bot import version_bytes
 from bot.core import Core
 from bot.settings import Settings
-from tests.bot.helpers import reply_of, say, wait_for
+from tests.bot.helpers import Recorder, reply_of, say, wait_for
 from tests.bot.test_forget import ALICE_WORD, BOB_WORD, fill_two_authors, ngram_texts
 from tests.bot.test_training import PNG, fill
 
@@ -28,6 +28,18 @@ async def stored_ngrams(core: Core, channel: int) -> list[str]:
         mix, _ = version_bytes.load_bytes(await store.checkpoint(row.id))
         out += ngram_texts(mix)
     return out
+
+
+def endless(settings: Settings) -> Settings:
+    """Trainings that run until they are stopped, validating (and reporting) every step."""
+    return dataclasses.replace(settings, train_max_steps=100_000, train_eval_every=1)
+
+
+async def training_under_way(core: Core) -> Recorder:
+    """Start a 5-minute `!train` and wait until it has reported a step."""
+    rec = await say(core, "!train --minutes 5")
+    await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+    return rec
 
 
 async def test_train_is_a_job_and_its_version_a_row(pg_settings: Settings) -> None:
@@ -90,12 +102,11 @@ async def test_two_cores_one_database(pg_settings: Settings, always_adopt: None)
 
 async def test_one_training_per_channel_cancelled_from_another_process(
         pg_settings: Settings) -> None:
-    slow = dataclasses.replace(pg_settings, train_max_steps=100_000, train_eval_every=1)
+    slow = endless(pg_settings)
     async with await Core.open(dataclasses.replace(slow, train_here=False)) as a, \
             await Core.open(slow) as b:
         await fill(a)
-        rec = await say(a, "!train --minutes 5")
-        await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+        rec = await training_under_way(a)
         busy = await reply_of(b, "!train", author="u2")  # one training per channel
         assert "already running here (started by name-u1)" in busy, busy
         assert await reply_of(b, "!train cancel") == "cancelling the training…"
@@ -131,12 +142,11 @@ async def test_train_device_reaches_lm(pg_settings: Settings) -> None:
 
 
 async def test_a_forget_stops_a_training_running_elsewhere(pg_settings: Settings) -> None:
-    slow = dataclasses.replace(pg_settings, train_max_steps=100_000, train_eval_every=1)
+    slow = endless(pg_settings)
     async with await Core.open(dataclasses.replace(slow, train_here=False)) as a, \
             await Core.open(slow) as b:
         await fill_two_authors(a)
-        rec = await say(a, "!train --minutes 5")
-        await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+        rec = await training_under_way(a)
         answer = await reply_of(b, "!forget me", author="alice", mod=False)
         assert "the running training was cancelled, as it had read them" in answer, answer
         await asyncio.wait_for(a.wait_trainings(), 30)
@@ -145,11 +155,10 @@ async def test_a_forget_stops_a_training_running_elsewhere(pg_settings: Settings
 
 
 async def test_a_worker_shutting_down_gives_its_job_back(pg_settings: Settings) -> None:
-    slow = dataclasses.replace(pg_settings, train_max_steps=100_000, train_eval_every=1)
+    slow = endless(pg_settings)
     async with await Core.open(slow) as core:
         await fill(core)
-        rec = await say(core, "!train --minutes 5")
-        await wait_for(lambda: any(e.text.count("step") for e in rec.posted[0].edits), 30)
+        await training_under_way(core)
         await asyncio.wait_for(core.services.trainer.worker.close(), 30)
         (job,) = await core.services.store.active_jobs()
         assert (job.state, job.tries, job.worker) == ("queued", 0, None)  # the next one takes it
